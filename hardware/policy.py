@@ -127,8 +127,9 @@ class Policy:
     def check_matches(self, layer_names: Iterable[str]) -> None:
         """Raise ValueError unless the policy names exactly these layers."""
         expected = list(layer_names)
+        expected_set = set(expected)
         missing = [n for n in expected if n not in self._index]
-        extra = [n for n in self.names if n not in set(expected)]
+        extra = [n for n in self.names if n not in expected_set]
         if missing or extra:
             raise ValueError(
                 f"policy does not match the model: missing layers {missing}, unknown layers {extra}; "

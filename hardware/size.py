@@ -1,0 +1,74 @@
+"""Model size and memory traffic in bits.
+
+Two sizes are reported because papers count differently:
+
+* *comparable* = sum nnz_l * b_w, the count of Yang et al. (CVPR 2020) and most
+  compression papers: kept weights at their bit-width, nothing else.
+* *honest* = comparable + what a deployed model must also store:
+  the sparse index of unstructured sparsity (``sparse_index_bits``), one 32-bit scale per
+  kept output channel when weights are quantized, 32-bit biases, and 2 x 32 bits per kept
+  BatchNorm channel (scale and shift once running statistics are folded in).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from .policy import FLOAT_BITS
+
+if TYPE_CHECKING:
+    from .cost import EffectiveLayer
+
+PARAMETER_BITS = 32  # scales, biases and BatchNorm parameters stay at float width
+
+
+def sparse_index_bits(slots: int, nnz: int) -> int:
+    """Bits to record which of ``slots`` weight positions hold the ``nnz`` kept weights.
+
+    The rule: the cheaper of a bitmask (one bit per slot) and relative indexing, where every
+    kept weight carries the gap to the previous one in ceil(log2(slots / nnz)) + 1 bits --
+    wide enough for gaps up to twice the mean, so the filler entries of longer gaps
+    (Deep Compression, Han et al. 2016) are rare and left out. Dense layers need none.
+    """
+    if nnz <= 0 or nnz >= slots:
+        return 0
+    gap_bits = math.ceil(math.log2(slots / nnz)) + 1
+    return min(slots, nnz * gap_bits)
+
+
+def comparable_size_bits(layer: "EffectiveLayer") -> int:
+    """Kept weights at their bit-width (Yang et al.'s count)."""
+    return layer.nnz * layer.weight_bits
+
+
+def honest_size_bits(layer: "EffectiveLayer") -> int:
+    """Comparable size plus sparse index, per-channel scales, biases and BatchNorm parameters."""
+    bits = comparable_size_bits(layer) + sparse_index_bits(layer.dense_weights, layer.nnz)
+    if layer.weight_bits < FLOAT_BITS:
+        bits += PARAMETER_BITS * layer.kept_out_channels
+    if layer.has_bias:
+        bits += PARAMETER_BITS * layer.kept_out_channels
+    bits += 2 * PARAMETER_BITS * layer.kept_norm_channels
+    return bits
+
+
+def weight_traffic_bits(layer: "EffectiveLayer", skips_zeros: bool) -> int:
+    """Weight bits read per inference. A zero-skipping machine reads the kept weights and
+    their sparse index; a dense machine stores and reads every slot, zeros included (so
+    unstructured sparsity saves it no traffic, while removed channels do)."""
+    if skips_zeros:
+        return comparable_size_bits(layer) + sparse_index_bits(layer.dense_weights, layer.nnz)
+    return layer.dense_weights * layer.weight_bits
+
+
+def traffic_bits(layer: "EffectiveLayer", skips_zeros: bool) -> int:
+    """Bits moved to and from memory for one layer: weights + input + output activations.
+
+    Both input and output activations count at the layer's own activation bits: each layer
+    is priced alone, without knowing which (possibly several) consumers re-quantize its
+    output, and an unfused accelerator writes the output and reads it back, so charging
+    both ends is deliberate.
+    """
+    activations = layer.input_activations + layer.output_activations
+    return weight_traffic_bits(layer, skips_zeros) + activations * layer.activation_bits
