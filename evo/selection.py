@@ -1,0 +1,169 @@
+"""Selection: constrained dominance, NSGA-II survival, Pareto front, hypervolume, tournament.
+
+Two objectives: maximise validation accuracy, minimise cost. A third number, ``violation``,
+says how far over the budget a result is: 0 feasible, > 0 over budget, inf for a failed or
+NaN trial. Dominance is constrained (Deb 2000): a feasible result beats an infeasible one,
+of two infeasible ones the smaller violation wins, and two feasible ones compare by Pareto
+dominance. DEAP's ``base.ConstrainedFitness`` is not used: it stops counting violations
+once an individual is evaluated (DESIGN.md, "Known pitfalls"). ``ConstrainedFitness`` below
+overrides ``dominates`` so that DEAP's ``selNSGA2``, ``sortNondominated`` and
+``selTournamentDCD`` run unchanged with constrained dominance.
+
+An "evaluated" item is any sequence whose first four items are
+``(genome, accuracy, cost, violation)`` (a tuple, or ``evo.population.Evaluation``); the
+functions return the items they were given.
+
+Pure Python: no torch, no Ray.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Iterable, Sequence, TypeVar
+
+import moocore
+import numpy
+from deap import base, tools
+from deap.tools.emo import assignCrowdingDist  # not exported by deap.tools
+
+from evo.genome import Individual
+from evo.operators import deap_rng
+
+Evaluated = TypeVar("Evaluated", bound=Sequence)
+
+
+def constrained_dominates(a: "ConstrainedFitness", b: "ConstrainedFitness", obj=slice(None)) -> bool:
+    """Feasible beats infeasible; two infeasible: smaller violation; two feasible: Pareto."""
+    if a.violation or b.violation:  # at least one over budget (violation > 0 or inf)
+        return a.violation < b.violation
+    # Pareto dominance on weighted values, as base.Fitness.dominates, inlined: NSGA-II
+    # survival calls this O(n^2) times per generation
+    better = False
+    for mine, theirs in zip(a.wvalues[obj], b.wvalues[obj]):
+        if mine < theirs:
+            return False
+        better = better or mine > theirs
+    return better
+
+
+class ConstrainedFitness(base.Fitness):
+    """(accuracy, cost) fitness with a constraint ``violation``; NaN anywhere => violation inf."""
+
+    weights = (1.0, -1.0)
+
+    def __init__(self, values: Sequence[float] = (), violation: float = 0.0):
+        violation = float(violation)
+        if violation < 0:
+            raise ValueError(f"violation={violation!r} must be >= 0 (0 = within budget, inf = failed)")
+        if values and not all(math.isfinite(float(v)) for v in values):
+            # a NaN or inf objective cannot be ranked: the result counts as failed, and its
+            # objectives become 0 so hashing, equality and crowding distance stay well defined
+            values, violation = (0.0, 0.0), math.inf
+        if math.isnan(violation):
+            violation = math.inf
+        super().__init__(tuple(float(v) for v in values))
+        self.violation = violation
+
+    @property
+    def feasible(self) -> bool:
+        return self.violation == 0.0
+
+    dominates = constrained_dominates
+
+    # sortNondominated keys dicts by fitness. base.Fitness hashes and compares wvalues only,
+    # which would merge results that differ in violation; identity keeps them apart, gives
+    # the same fronts (equal fitnesses never dominate each other) and hashes in C, which
+    # matters at O(n^2) lookups per generation
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+    def __deepcopy__(self, memo) -> "ConstrainedFitness":
+        copy = self.__class__()
+        copy.wvalues, copy.violation = self.wvalues, self.violation
+        return copy
+
+    def __repr__(self) -> str:
+        return f"ConstrainedFitness(values={self.values}, violation={self.violation})"
+
+
+def _individuals(evaluated: Iterable[Evaluated]) -> list[Individual]:
+    individuals = []
+    for item in evaluated:
+        genome, accuracy, cost, violation = item[:4]
+        individual = Individual(genome, ConstrainedFitness((accuracy, cost), violation))
+        individual.item = item  # the caller gets back exactly what it passed in
+        individuals.append(individual)
+    return individuals
+
+
+def survive(evaluated: Sequence[Evaluated], k: int) -> list[Evaluated]:
+    """NSGA-II survival: the ``k`` best by constrained non-domination rank, then crowding distance."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k={k!r} must be a non-negative integer")
+    return [individual.item for individual in tools.selNSGA2(_individuals(evaluated), k)]
+
+
+def ranked_fronts(evaluated: Sequence[Evaluated]) -> list[list[Evaluated]]:
+    """All constrained non-domination fronts, best first."""
+    individuals = _individuals(evaluated)
+    fronts = tools.sortNondominated(individuals, len(individuals))
+    return [[individual.item for individual in front] for front in fronts if front]
+
+
+def pareto_front(evaluated: Sequence[Evaluated]) -> list[Evaluated]:
+    """The feasible results that no other feasible result dominates, cheapest first.
+
+    A sort-and-sweep (O(n log n)) rather than DEAP's O(n^2) first front: the archive front is
+    refreshed every generation over thousands of results. Equal results all stay.
+    """
+    feasible = [ind for ind in _individuals(evaluated) if ind.fitness.feasible]
+    feasible.sort(key=lambda ind: (ind.fitness.values[1], -ind.fitness.values[0]))
+    front, best_accuracy = [], -math.inf
+    for _, same_cost in itertools.groupby(feasible, key=lambda ind: ind.fitness.values[1]):
+        same_cost = list(same_cost)
+        top = same_cost[0].fitness.values[0]  # sorted: the most accurate at this cost comes first
+        if top > best_accuracy:  # nothing cheaper is as accurate
+            front.extend(ind.item for ind in same_cost if ind.fitness.values[0] == top)
+            best_accuracy = top
+    return front
+
+
+def hypervolume(points: Iterable[tuple[float, float]], limit: float) -> float:
+    """Area dominated by the feasible (accuracy, cost) points in the (-accuracy, cost/limit)
+    plane, up to the reference point (0, 1): accuracy 0 at a cost of the whole budget.
+
+    Uses moocore, the hypervolume backend of DEAP 1.4 (``deap.tools.indicator``); DEAP 1.4
+    no longer ships ``deap.tools._hypervolume``.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"limit={limit!r} must be a positive finite number")
+    feasible = [(-float(accuracy), float(cost) / limit) for accuracy, cost in points
+                if math.isfinite(accuracy) and math.isfinite(cost) and cost <= limit]
+    if not feasible:
+        return 0.0
+    return float(moocore.hypervolume(numpy.array(feasible), ref=numpy.array([0.0, 1.0])))
+
+
+def tournament(population: Sequence[Evaluated], k: int, rng: random.Random) -> list[Evaluated]:
+    """``k`` binary-tournament winners (DEAP ``selTournamentDCD``): constrained dominance
+    first, then the larger crowding distance within a front, then a coin flip from ``rng``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k={k!r} must be a non-negative integer")
+    if not population:
+        raise ValueError("tournament needs a non-empty population")
+    individuals = _individuals(population)
+    for front in tools.sortNondominated(individuals, len(individuals)):
+        assignCrowdingDist(front)
+    # selTournamentDCD draws in blocks of four and needs a multiple of four when it takes
+    # the whole list, so repeat tiny populations and ask for whole blocks
+    while len(individuals) < 4:
+        individuals = individuals + individuals
+    block = len(individuals) - len(individuals) % 4
+    chosen: list[Individual] = []
+    with deap_rng(rng):
+        while len(chosen) < k:
+            chosen.extend(tools.selTournamentDCD(individuals, block))
+    return [individual.item for individual in chosen[:k]]

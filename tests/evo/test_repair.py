@@ -1,0 +1,118 @@
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evo.repair import check_reachable, cheapest_genome, compressing_moves, initial_genomes, repair
+from evo.space import SearchSpace
+
+
+def additive_cost(space, weights):
+    """BOPs-like cost: sum over layers of weight * density * weight bits * activation bits,
+    density = 1 - sparsity, or the keep ratio for channel pruning."""
+    tables = space.gene_tables
+    density = (lambda s: 1 - s) if space.structure == "unstructured" else (lambda keep: keep)
+
+    def cost(genome):
+        return sum(
+            w * density(tables[3 * i][genome[3 * i]]) * tables[3 * i + 1][genome[3 * i + 1]]
+            * tables[3 * i + 2][genome[3 * i + 2]]
+            for i, w in enumerate(weights)
+        )
+
+    return cost
+
+
+TINY = SearchSpace(("a", "b"), sparsity_choices=(0.0, 0.5), weight_bit_choices=(4, 8), activation_bit_choices=(4, 8))
+TINY_COST = additive_cost(TINY, (1, 10))  # (0, 1, 1) * 2 costs 64 + 640 = 704
+
+
+def test_cheapest_genome_has_max_pruning_and_fewest_bits():
+    assert cheapest_genome(SearchSpace(("a", "b"))) == (7, 0, 0, 7, 0, 0)
+    assert cheapest_genome(SearchSpace(("a", "b"), structure="channel", pin_first_last_8bit=True)) == (6, 0, 0) * 2
+
+
+def test_compressing_moves_step_pruning_up_and_bits_down():
+    assert list(compressing_moves((0, 1, 0, 1, 1, 1), TINY)) == [
+        (1, 1, 0, 1, 1, 1), (0, 0, 0, 1, 1, 1), (0, 1, 0, 1, 0, 1), (0, 1, 0, 1, 1, 0)]
+
+
+def test_a_genome_within_budget_is_returned_unchanged():
+    assert repair((0, 1, 1, 0, 1, 1), TINY, TINY_COST, 704) == (0, 1, 1, 0, 1, 1)
+
+
+def test_repair_takes_the_steepest_move_and_breaks_ties_by_gene_order():
+    # b's three moves each save 320 (a's save 32): a tie, so b's pruning gene (the first) moves
+    assert repair((0, 1, 1, 0, 1, 1), TINY, TINY_COST, 500) == (0, 1, 1, 1, 1, 1)  # cost 384
+    # from there b's bit moves save 160, b's pruning is at its bound, a's moves save 32
+    assert repair((0, 1, 1, 0, 1, 1), TINY, TINY_COST, 300) == (0, 1, 1, 1, 0, 1)  # cost 224
+
+
+def test_unreachable_budget_returns_none():
+    cheapest = TINY_COST(cheapest_genome(TINY))  # 0.5*16 + 10*0.5*16 = 88
+    assert cheapest == 88
+    assert repair((0, 1, 1, 0, 1, 1), TINY, TINY_COST, 87.9) is None
+    assert repair((0, 1, 1, 0, 1, 1), TINY, TINY_COST, 88) == cheapest_genome(TINY)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)  # seeded: reproducible
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_layers=st.integers(1, 6),
+    structure=st.sampled_from(["unstructured", "channel"]),
+    limit_fraction=st.floats(0.0, 1.2),
+)
+def test_repair_never_exceeds_the_budget(seed, n_layers, structure, limit_fraction):
+    rng = random.Random(seed)
+    space = SearchSpace(tuple(f"l{i}" for i in range(n_layers)), structure=structure,
+                        pin_first_last_8bit=rng.random() < 0.3)
+    cost = additive_cost(space, [rng.uniform(0.1, 100) for _ in range(n_layers)])
+    genome = space.random_genome(rng)
+    limit = limit_fraction * cost(genome)
+    fixed = repair(genome, space, cost, limit)
+    if cost(cheapest_genome(space)) > limit:
+        assert fixed is None
+        return
+    assert fixed is not None and cost(fixed) <= limit
+    space.check_genome(fixed)
+    for position, (before, after) in enumerate(zip(genome, fixed)):  # only compressing moves
+        assert after >= before if position % 3 == 0 else after <= before
+    if cost(genome) <= limit:
+        assert fixed == genome
+
+
+def test_repair_rejects_nan_cost_and_bad_limits():
+    with pytest.raises(ValueError, match="NaN"):
+        repair((0, 1, 1, 0, 1, 1), TINY, lambda genome: math.nan, 10)
+    with pytest.raises(ValueError, match="limit"):
+        repair((0, 1, 1, 0, 1, 1), TINY, TINY_COST, math.nan)
+    with pytest.raises(ValueError, match="has 3 genes"):
+        repair((0, 1, 1), TINY, TINY_COST, 10)
+
+
+def test_initial_genomes_start_with_the_fitting_uniforms_then_repaired_random_ones():
+    # fitting uniforms of TINY at limit 200: every uniform with (1 - s) * bw * ba * 11 <= 200
+    uniforms = [g for g in TINY.uniform_genomes() if TINY_COST(g) <= 200]
+    assert uniforms == [(0, 0, 0) * 2, (1, 0, 0) * 2, (1, 0, 1) * 2, (1, 1, 0) * 2]
+    start = initial_genomes(TINY, TINY_COST, 200, 10, random.Random(0))
+    assert start[:4] == [(g, False) for g in uniforms]
+    genomes = [g for g, _ in start]
+    assert len(genomes) == len(set(genomes)) == 10 and all(TINY_COST(g) <= 200 for g in genomes)
+    assert any(repaired for _, repaired in start[4:])
+    assert start == initial_genomes(TINY, TINY_COST, 200, 10, random.Random(0))
+
+
+def test_initial_genomes_thin_too_many_uniforms_over_the_cost_range():
+    fitting = sorted((g for g in TINY.uniform_genomes() if TINY_COST(g) <= 704), key=TINY_COST)
+    assert len(fitting) == 8
+    assert initial_genomes(TINY, TINY_COST, 704, 3, random.Random(0)) == [
+        (fitting[0], False), (fitting[4], False), (fitting[7], False)]  # round(0), round(3.5), round(7)
+    assert initial_genomes(TINY, TINY_COST, 704, 1, random.Random(0)) == [(fitting[0], False)]
+
+
+def test_check_reachable_names_the_cheapest_cost():
+    check_reachable(TINY, TINY_COST, 88)
+    with pytest.raises(ValueError, match=r"budget unreachable: limit=87 .* costs 88"):
+        check_reachable(TINY, TINY_COST, 87)
