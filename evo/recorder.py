@@ -1,0 +1,86 @@
+"""What the driver writes while a search runs: one Parquet part per finished trial, one
+``generations.parquet`` row and one progress line per generation, and the search state file
+that ``evo search --resume`` continues from (written after every result, atomically, so a
+killed driver loses no finished trial)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+from evo.genome import genome_key
+from evo.results import GENERATION_SCHEMA, TRIAL_SCHEMA, PartWriter, write_json_atomic
+
+STATE_FILE = "search_state.json"
+
+
+class SearchRecorder:
+    def __init__(self, run_dir: Path, *, method: str, seed: int, target: str, budget: str,
+                 decode: Callable, state_fn: Callable[[], dict] | None = None, log: Callable = print,
+                 elapsed_offset: float = 0.0):
+        self.run_dir = Path(run_dir)
+        self.trials = PartWriter(self.run_dir / "trials.parquet", TRIAL_SCHEMA)
+        self.generations = PartWriter(self.run_dir / "generations.parquet", GENERATION_SCHEMA)
+        self.method, self.seed, self.target, self.budget = method, seed, target, budget
+        self._decode = decode
+        self.state_fn = state_fn
+        self._log = log
+        self._started = time.time() - elapsed_offset
+        self._generation_started = time.time()
+        self.trials_total = 0
+        self.failed_total = 0
+        self.compute_seconds = 0.0
+
+    def elapsed(self) -> float:
+        return time.time() - self._started
+
+    def on_evaluated(self, trial_id: str, candidate, result: dict | None, failed: bool, error: str) -> None:
+        row = dict(result or {})
+        row.update(
+            method=self.method, phase="search", trial_id=trial_id, genome=list(candidate.genome),
+            genome_key=genome_key(candidate.genome), policy=json.dumps(self._decode(candidate.genome).to_dict()),
+            status="failed" if failed else "ok", error=error or None, generation=candidate.generation,
+            seed=self.seed, target=self.target, budget=self.budget, finished_at=time.time(),
+        )
+        self.trials.append([row])
+        self.trials_total += 1
+        self.failed_total += int(failed)
+        seconds = row.get("compute_seconds")
+        if isinstance(seconds, (int, float)) and math.isfinite(seconds):
+            self.compute_seconds += seconds
+        self.save_state()
+
+    def save_state(self) -> None:
+        if self.state_fn is not None:
+            state = self.state_fn()
+            state["recorder"] = {"elapsed": self.elapsed(), "trials_total": self.trials_total,
+                                 "failed_total": self.failed_total, "compute_seconds": self.compute_seconds}
+            write_json_atomic(self.run_dir / STATE_FILE, state)
+
+    def restore_counts(self, saved: dict) -> None:
+        self.trials_total = saved.get("trials_total", 0)
+        self.failed_total = saved.get("failed_total", 0)
+        self.compute_seconds = saved.get("compute_seconds", 0.0)
+
+    def on_generation(self, stats: dict) -> None:
+        now = time.time()
+        row = dict(stats)
+        row.update(seconds=now - self._generation_started, trials_total=self.trials_total,
+                   compute_seconds_total=self.compute_seconds, elapsed=self.elapsed())
+        self._generation_started = now
+        self.generations.append([row])
+        self._log(format_generation(row))
+
+
+def format_generation(row: dict) -> str:
+    best = row.get("best_feasible_accuracy")
+    best_text = f"{best:.4f}" if isinstance(best, (int, float)) and math.isfinite(best) else "  none"
+    return (
+        f"gen {row['generation']:>3} | best acc in budget {best_text} | front {row.get('front_size', 0):>3} | "
+        f"hypervolume {row.get('hypervolume', 0.0):.4f} | feasible {row.get('feasible_fraction', 0.0):.0%} | "
+        f"trials {row.get('trials_total', 0)} done, {row.get('failed', 0)} failed this gen | "
+        f"elapsed {row.get('elapsed', 0.0):.0f}s"
+    )

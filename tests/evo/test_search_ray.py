@@ -1,0 +1,105 @@
+"""End-to-end `evo search` on real local Ray with the smoke preset (digits + MLP), and
+`--resume` after the driver is killed mid-search."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+EVO = [sys.executable, "-m", "evo.cli"]
+
+
+def run_evo(args, cwd, timeout=420):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(EVO + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_smoke_search_end_to_end(tmp_path):
+    result = run_evo(["search", "--preset", "smoke", "--storage", str(tmp_path), "--name", "e2e"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    # one progress line per generation, then the final table
+    assert sum(line.startswith("gen ") for line in out.splitlines()) == 3, out
+    assert "best uniform" in out and "test acc" in out
+
+    run = tmp_path / "e2e"
+    config = yaml.safe_load((run / "run.yaml").read_text())
+    assert config["config"]["dataset"] == "digits" and config["versions"]["ray"]
+    trials = pd.read_parquet(run / "trials.parquet")
+    search = trials[trials.phase == "search"]
+    assert (search.method == "evo").all()
+    assert len(search) >= 8  # at least the first generation
+    assert search.genome_key.is_unique, "a genome was trained twice"
+    ok = search[search.status == "ok"]
+    assert (ok.violation == 0).all(), "an infeasible policy was trained"
+    assert ok.accuracy.between(0, 1).all() and (ok.bops <= ok["limit"] * (1 + 1e-9)).all()
+    assert ok.node_id.notna().all() and (ok.steps == 40).all()
+    policy = json.loads(ok.policy.iloc[0])
+    assert set(policy["layers"]) == {"fc1", "fc2", "fc3"}
+
+    gens = pd.read_parquet(run / "generations.parquet")
+    assert list(gens.generation) == [0, 1, 2]
+    assert (gens.hypervolume.diff().dropna() >= -1e-12).all(), "hypervolume of the archive front fell"
+
+    pareto = pd.read_parquet(run / "pareto.parquet")
+    assert set(pareto.label) >= {"pareto", "best uniform"}
+    assert pareto.test_accuracy.between(0, 1).all()
+    assert (pareto.steps == 200).all()  # final_steps of the smoke preset
+
+
+def test_bad_input_fails_before_ray_and_writes_nothing(tmp_path):
+    for args, needle in [
+        (["--preset", "nope"], "valid choices"),
+        (["--preset", "smoke", "--budget", "bops=1e-9"], "cannot be met"),
+        (["--preset", "smoke", "--population", "3"], "population"),
+        (["--preset", "smoke", "--target", "tpu9000"], "valid choices"),
+    ]:
+        result = run_evo(["search", *args, "--storage", str(tmp_path / "runs")], cwd=tmp_path, timeout=120)
+        assert result.returncode == 2, (args, result.stderr)
+        assert needle in result.stderr, (args, result.stderr)
+        assert not (tmp_path / "runs").exists()
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("population: [unclosed\n")
+    result = run_evo(["search", "--config", str(bad_yaml), "--storage", str(tmp_path / "runs")], cwd=tmp_path)
+    assert result.returncode == 2 and "not valid YAML" in result.stderr
+
+
+def test_resume_after_driver_is_killed(tmp_path):
+    args = ["search", "--preset", "smoke", "--storage", str(tmp_path), "--name", "killed"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(EVO + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    seen = []
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("gen   0"):
+            break
+        assert time.time() < deadline, "".join(seen)
+    time.sleep(2.0)  # let a few generation-1 trials start, then kill the driver without warning
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    run = tmp_path / "killed"
+    before = pd.read_parquet(run / "trials.parquet")
+    assert (run / "search_state.json").exists()
+
+    result = run_evo(args + ["--resume"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming:" in result.stdout
+    trials = pd.read_parquet(run / "trials.parquet")
+    search = trials[trials.phase == "search"]
+    assert search.genome_key.is_unique, "a finished genome was trained again after --resume"
+    assert set(before.genome_key) <= set(search.genome_key)
+    gens = pd.read_parquet(run / "generations.parquet")
+    assert list(gens.generation) == [0, 1, 2]

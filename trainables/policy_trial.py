@@ -1,0 +1,132 @@
+"""The Ray Tune trainable for one compression policy: glue only.
+
+decode -> apply policy -> fine-tune K steps -> evaluate on validation (and, in the final
+phase, on test) -> price with hardware/ -> ``ray.tune.report``.
+
+The dataset arrays and the base weights arrive through the object store
+(``tune.with_parameters``), so worker nodes need no files. An exception inside the policy's
+evaluation is caught and reported as a failed result with its message, so the search records
+it and goes on; a worker that dies is retried by Tune (``FailureConfig.max_failures``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass
+
+from hardware.cost import total_costs
+from hardware.policy import Policy
+from hardware.specs import LayerSpec
+
+# Tensors made from the object-store arrays, kept per worker process so a reused actor
+# (reuse_actors=True) does not copy the dataset again for every trial.
+_TENSOR_CACHE: dict = {}
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    model: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    target: str
+    budget_metric: str
+    budget_limit: float
+    fine_tune_steps: int
+    final_steps: int
+    batch_size: int
+    lr: float
+    seed: int
+
+
+def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
+                    final: bool, device=None) -> dict:
+    """Apply, fine-tune and evaluate one policy; return every metric a trial reports."""
+    import torch
+
+    from trainables.compress import apply_policy
+    from trainables.models import create_model
+    from trainables.train import evaluate, fine_tune
+
+    started = time.perf_counter()
+    model = create_model(settings.model, in_channels=settings.image_shape[0], num_classes=settings.num_classes,
+                         image_shape=settings.image_shape)
+    model.load_state_dict(base_state)
+    model.to(splits.train_x.device)
+    torch.manual_seed(settings.seed)
+    apply_policy(model, policy, specs, splits.train_x[:512])
+    steps = settings.final_steps if final else settings.fine_tune_steps
+    tuned = fine_tune(model, splits.train_x, splits.train_y, steps=steps, batch_size=settings.batch_size,
+                      lr=settings.lr, seed=settings.seed)
+    val = evaluate(model, splits.val_x, splits.val_y)
+    metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "train_loss": tuned["loss"], "steps": tuned["steps"]}
+    if final:
+        test = evaluate(model, splits.test_x, splits.test_y)
+        metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+    costs = total_costs(specs, policy, _target(settings.target))
+    metrics.update({k: costs[k] for k in ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits",
+                                          "size_bits_honest", "size_vs_fp32", "energy_pj", "latency_s", "nnz")})
+    cost = float(costs[settings.budget_metric])
+    metrics.update(cost=cost, limit=settings.budget_limit, violation=max(0.0, cost / settings.budget_limit - 1.0))
+    metrics["compute_seconds"] = time.perf_counter() - started
+    return metrics
+
+
+def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, settings: TrialSettings) -> None:
+    """Ray Tune function trainable. ``config``: {"policy": Policy dict, "phase": "search"|"final", ...},
+    or that mapping under the key "item" (grids over whole configs: uniform screening, final phase)."""
+    import ray
+    from ray import tune
+
+    from hardware.specs import specs_from_json
+    from trainables.device import default_device
+    from trainables.data import to_tensors
+
+    config = config.get("item", config)
+    started = time.perf_counter()
+    report = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    try:
+        device = default_device()
+        # The object store hands every trial a fresh view of the same arrays: key on content facts.
+        key = (data.name, data.train_x.shape, data.val_x.shape, float(data.train_x[:4].sum()), str(device))
+        if key not in _TENSOR_CACHE:
+            _TENSOR_CACHE.clear()
+            _TENSOR_CACHE[key] = to_tensors(data, device)
+        splits = _TENSOR_CACHE[key]
+        policy = Policy.from_dict(config["policy"])
+        specs = specs_from_json(specs_json)
+        if config.get("fail_on_purpose"):
+            raise RuntimeError(config["fail_on_purpose"])
+        metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
+                                  final=config.get("phase") == "final", device=device)
+        report.update(metrics)
+        bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
+        report["failed"] = 1 if bad else 0
+        report["error"] = f"non-finite {', '.join(bad)}" if bad else ""
+    except Exception as err:  # the policy's evaluation failed: record it, let the search go on
+        report.update(failed=1, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:],
+                      accuracy=float("nan"))
+    finally:
+        _free_accelerator_memory()
+    report["wall_seconds"] = time.perf_counter() - started
+    tune.report(report)
+
+
+def _free_accelerator_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+_TARGETS: dict = {}
+
+
+def _target(name: str):
+    from hardware.targets import load_target
+
+    if name not in _TARGETS:
+        _TARGETS[name] = load_target(name)
+    return _TARGETS[name]
