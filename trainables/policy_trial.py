@@ -97,8 +97,6 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         splits = _TENSOR_CACHE[key]
         policy = Policy.from_dict(config["policy"])
         specs = specs_from_json(specs_json)
-        if config.get("fail_on_purpose"):
-            raise RuntimeError(config["fail_on_purpose"])
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                   final=config.get("phase") == "final", device=device)
         report.update(metrics)
