@@ -33,19 +33,27 @@ class SearchRecorder:
         self.trials_total = 0
         self.failed_total = 0
         self.compute_seconds = 0.0
+        self._written: set[str] = set()  # genome keys already in trials.parquet (search phase)
 
     def elapsed(self) -> float:
         return time.time() - self._started
 
     def on_evaluated(self, trial_id: str, candidate, result: dict | None, failed: bool, error: str) -> None:
+        key = genome_key(candidate.genome)
+        if key in self._written:
+            # A driver killed between writing this row and saving the state re-runs the trial on
+            # --resume; the row written the first time stands.
+            self.save_state()
+            return
         row = dict(result or {})
         row.update(
             method=self.method, phase="search", trial_id=trial_id, genome=list(candidate.genome),
-            genome_key=genome_key(candidate.genome), policy=json.dumps(self._decode(candidate.genome).to_dict()),
+            genome_key=key, policy=json.dumps(self._decode(candidate.genome).to_dict()),
             status="failed" if failed else "ok", error=error or None, generation=candidate.generation,
             seed=self.seed, target=self.target, budget=self.budget, finished_at=time.time(),
         )
         self.trials.append([row])
+        self._written.add(key)
         self.trials_total += 1
         self.failed_total += int(failed)
         seconds = row.get("compute_seconds")
@@ -61,6 +69,11 @@ class SearchRecorder:
             write_json_atomic(self.run_dir / STATE_FILE, state)
 
     def restore_counts(self, saved: dict) -> None:
+        from evo.results import read_table
+
+        table = read_table(self.run_dir / "trials.parquet", TRIAL_SCHEMA)
+        phases, keys = table.column("phase").to_pylist(), table.column("genome_key").to_pylist()
+        self._written = {k for p, k in zip(phases, keys) if p == "search"}
         self.trials_total = saved.get("trials_total", 0)
         self.failed_total = saved.get("failed_total", 0)
         self.compute_seconds = saved.get("compute_seconds", 0.0)

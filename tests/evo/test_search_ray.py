@@ -25,15 +25,21 @@ def run_evo(args, cwd, timeout=420):
     return subprocess.run(EVO + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def test_smoke_search_end_to_end(tmp_path):
-    result = run_evo(["search", "--preset", "smoke", "--storage", str(tmp_path), "--name", "e2e"], cwd=tmp_path)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    result = run_evo(["search", "--preset", "smoke", "--storage", str(storage), "--name", "e2e"], cwd=storage)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result, storage / "e2e"
+
+
+def test_smoke_search_end_to_end(uninterrupted):
+    result, run = uninterrupted
     out = result.stdout
     # one progress line per generation, then the final table
     assert sum(line.startswith("gen ") for line in out.splitlines()) == 3, out
     assert "best uniform" in out and "test acc" in out
 
-    run = tmp_path / "e2e"
     config = yaml.safe_load((run / "run.yaml").read_text())
     assert config["config"]["dataset"] == "digits" and config["versions"]["ray"]
     trials = pd.read_parquet(run / "trials.parquet")
@@ -75,7 +81,7 @@ def test_bad_input_fails_before_ray_and_writes_nothing(tmp_path):
     assert result.returncode == 2 and "not valid YAML" in result.stderr
 
 
-def test_resume_after_driver_is_killed(tmp_path):
+def test_resume_after_driver_is_killed(tmp_path, uninterrupted):
     args = ["search", "--preset", "smoke", "--storage", str(tmp_path), "--name", "killed"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(EVO + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -103,3 +109,6 @@ def test_resume_after_driver_is_killed(tmp_path):
     assert set(before.genome_key) <= set(search.genome_key)
     gens = pd.read_parquet(run / "generations.parquet")
     assert list(gens.generation) == [0, 1, 2]
+    # the same number of unique evaluated genomes as the uninterrupted run with the same seed
+    reference = pd.read_parquet(uninterrupted[1] / "trials.parquet")
+    assert search.genome_key.nunique() == (reference.phase == "search").sum()
