@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from evo.config import SearchConfig
+from evo.cost_table import make_cost_fn
 from evo.space import SearchSpace
 from hardware.budget import budget_limit, parse_budget
-from hardware.cost import total_costs
 from hardware.specs import LayerSpec
 from hardware.targets import load_target
 
@@ -73,13 +73,6 @@ def build_space(cfg: SearchConfig, specs: list[LayerSpec]) -> SearchSpace:
                        pin_first_last_8bit=cfg.pin_first_last_8bit, **kwargs)
 
 
-def make_cost_fn(specs, space: SearchSpace, target, metric: str) -> Callable:
-    def cost(genome) -> float:
-        return float(total_costs(specs, space.decode(genome), target)[metric])
-
-    return cost
-
-
 def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:
     from evo.repair import cheapest_genome
     from hardware.profiler import profile_model
@@ -96,7 +89,7 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
     specs = profile_model(model, splits.image_shape)
     limit = budget_limit(budget, specs, target)
     space = build_space(cfg, specs)
-    cost_fn = make_cost_fn(specs, space, target, budget.metric)
+    cost_fn = make_cost_fn(space, specs, target, budget.metric)
     cheapest = cheapest_genome(space)
     cheapest_cost = cost_fn(cheapest)
     if cheapest_cost > limit:
