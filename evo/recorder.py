@@ -97,3 +97,18 @@ def format_generation(row: dict) -> str:
         f"trials {row.get('trials_total', 0)} done, {row.get('failed', 0)} failed this gen | "
         f"elapsed {row.get('elapsed', 0.0):.0f}s"
     )
+
+
+class FanOut:
+    """Several listeners behind one (the recorder, the dashboard metrics)."""
+
+    def __init__(self, *listeners):
+        self.listeners = [x for x in listeners if x is not None]
+
+    def on_evaluated(self, *args, **kwargs) -> None:
+        for listener in self.listeners:
+            listener.on_evaluated(*args, **kwargs)
+
+    def on_generation(self, stats: dict) -> None:
+        for listener in self.listeners:
+            listener.on_generation(stats)
