@@ -98,7 +98,8 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
             f"space costs {cheapest_cost:.6g} ({space.decode(cheapest).to_dict()['layers']}); "
             "loosen the budget or widen the choice tables"
         )
-    base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir, log=log)
+    base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir,
+                    val_fraction=cfg.val_fraction, log=log)
     log(f"base model {cfg.model} on {cfg.dataset}: validation accuracy {base.val_accuracy:.4f}"
         f"{' (cached)' if base.cached else ''}; budget {budget.metric} <= {limit:.6g} on target {target.name}")
     return Prepared(cfg=cfg, splits=splits, base_state=base.state_dict, base_val_accuracy=base.val_accuracy,

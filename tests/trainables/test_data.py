@@ -1,0 +1,231 @@
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainables import data
+from trainables.data import DATASETS, load_cifar_batch, load_dataset, parse_idx, read_idx, to_tensors
+
+FASHION_DIR = data.SYSTEM_FASHION_MNIST_DIR
+
+
+def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    header = bytes([0, 0, type_code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_fake_fashion(folder, n_train=200, n_test=50, compress=True):
+    """Image i has pixels (0, 0..2) = (i, 0, 255), so it can be traced after normalization."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(123)
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        images[:, 0, :3] = np.stack([np.arange(n), np.zeros(n), np.full(n, 255)], axis=1)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        arrays[split] = (images, labels)
+        for kind, array, rank in (("images", images, 3), ("labels", labels, 1)):
+            name = f"{split}-{kind}-idx{rank}-ubyte"
+            payload = idx_bytes(array)
+            if compress:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(payload))
+            else:
+                (folder / name).write_bytes(payload)
+    return arrays
+
+
+def test_read_idx_gz_and_raw_round_trip(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "raw").write_bytes(idx_bytes(images))
+    (tmp_path / "packed.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    np.testing.assert_array_equal(read_idx(tmp_path / "raw"), images)
+    np.testing.assert_array_equal(read_idx(tmp_path / "packed.gz"), images)
+    ints = np.array([1, -2, 70000], dtype=np.int32)
+    np.testing.assert_array_equal(parse_idx(idx_bytes(ints, type_code=0x0C)), ints)
+
+
+def test_truncated_idx_names_file(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(np.zeros((5, 28, 28), dtype=np.uint8))[:-10])
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.*truncated"):
+        read_idx(path)
+
+
+def test_wrong_magic_names_file(tmp_path):
+    path = tmp_path / "labels.idx"
+    path.write_bytes(b"\x08\x03\x00\x00" + bytes(20))
+    with pytest.raises(ValueError, match="labels.idx.*not an IDX file"):
+        read_idx(path)
+
+
+def test_corrupt_gzip_names_file(tmp_path):
+    path = tmp_path / "broken.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((50, 28, 28), dtype=np.uint8)))[:-30])
+    with pytest.raises(ValueError, match="broken.gz.*gzip"):
+        read_idx(path)
+
+
+def traced_ids(images):
+    """Undo the (affine, per-channel) normalization with the two reference pixels."""
+    low, high = images[:, 0, 0, 1], images[:, 0, 0, 2]
+    return np.rint((images[:, 0, 0, 0] - low) / (high - low) * 255).astype(int)
+
+
+def image_ids(splits):
+    return traced_ids(splits.train_x), traced_ids(splits.val_x)
+
+
+@pytest.mark.parametrize("subfolder, compress", [("", True), ("fashion-mnist", False)])
+def test_fake_fashion_mnist_splits(tmp_path, subfolder, compress):
+    arrays = write_fake_fashion(tmp_path / subfolder if subfolder else tmp_path, compress=compress)
+    splits = load_dataset("fashion-mnist", data_dir=tmp_path, val_fraction=0.25, seed=3)
+    assert (splits.train_x.shape, splits.val_x.shape, splits.test_x.shape) == ((150, 1, 28, 28), (50, 1, 28, 28),
+                                                                             (50, 1, 28, 28))
+    assert splits.train_x.dtype == np.float32 and splits.train_y.dtype == np.int64
+    assert (splits.in_channels, splits.num_classes, splits.image_shape) == (1, 10, (1, 28, 28))
+    np.testing.assert_allclose(splits.train_x.mean(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(splits.train_x.std(), 1.0, atol=1e-4)
+    # Validation and training images are disjoint and together are the whole training file.
+    train_ids, val_ids = image_ids(splits)
+    assert not set(train_ids) & set(val_ids)
+    assert sorted(np.concatenate([train_ids, val_ids])) == list(range(200))
+    np.testing.assert_array_equal(splits.val_y, arrays["train"][1][val_ids])
+    # The test split keeps its order and labels.
+    np.testing.assert_array_equal(traced_ids(splits.test_x), np.arange(50))
+    np.testing.assert_array_equal(splits.test_y, arrays["t10k"][1])
+
+
+def test_validation_split_fixed_by_seed_and_independent_of_limit(tmp_path):
+    write_fake_fashion(tmp_path)
+    first = load_dataset("fashion-mnist", data_dir=tmp_path, seed=5)
+    same = load_dataset("fashion-mnist", data_dir=tmp_path, seed=5)
+    limited = load_dataset("fashion-mnist", data_dir=tmp_path, seed=5, limit_train=30)
+    other = load_dataset("fashion-mnist", data_dir=tmp_path, seed=6)
+    np.testing.assert_array_equal(first.val_x, same.val_x)
+    assert len(limited.train_y) == 30 and len(first.val_y) == 20
+    val_ids = image_ids(first)[1]
+    np.testing.assert_array_equal(image_ids(limited)[1], val_ids)
+    assert set(image_ids(limited)[0]) < set(image_ids(first)[0])
+    assert set(image_ids(other)[1]) != set(val_ids)
+    np.testing.assert_array_equal(first.test_y, other.test_y)
+
+
+def test_mismatched_images_and_labels(tmp_path):
+    write_fake_fashion(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(7, dtype=np.uint8))))
+    with pytest.raises(ValueError, match="t10k-images.*do not match labels"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+    write_fake_fashion(tmp_path / "fashion-mnist", n_train=40, n_test=10)
+    monkeypatch.setenv("EVO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-such-system-dir")
+    assert len(load_dataset("fashion-mnist").test_y) == 10
+
+
+def test_missing_data_names_every_place_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVO_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    with pytest.raises(ValueError) as error:
+        load_dataset("fashion-mnist")
+    message = str(error.value)
+    for place in (tmp_path / "env" / "fashion-mnist", tmp_path / "env", tmp_path / "system"):
+        assert str(place) in message
+    assert "dataset-fashion-mnist" in message and "--data-dir" in message
+    with pytest.raises(ValueError, match="nowhere.*fashion-mnist") as error:
+        load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere" / "fashion-mnist") in str(error.value)
+
+
+def test_unknown_dataset_lists_choices():
+    with pytest.raises(ValueError, match="imagenet.*fashion-mnist.*digits.*cifar10"):
+        load_dataset("imagenet")
+    assert DATASETS == ("fashion-mnist", "digits", "cifar10")
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fashion_mnist():
+    splits = load_dataset("fashion-mnist")
+    assert splits.train_x.shape == (54000, 1, 28, 28) and splits.val_x.shape == (6000, 1, 28, 28)
+    assert splits.test_x.shape == (10000, 1, 28, 28)
+    # Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
+    np.testing.assert_array_equal(np.bincount(np.concatenate([splits.train_y, splits.val_y])), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(splits.test_y), [1000] * 10)
+
+
+def test_digits_splits():
+    first, other = load_dataset("digits", seed=0), load_dataset("digits", seed=1)
+    assert len(first.train_y) + len(first.val_y) + len(first.test_y) == 1797
+    assert len(first.test_y) == 359 and len(first.val_y) == 144
+    assert first.image_shape == (1, 8, 8) and first.num_classes == 10
+    np.testing.assert_array_equal(first.test_y, other.test_y)  # the test split does not move with the seed
+    assert not np.array_equal(first.val_y, other.val_y)
+
+
+def write_fake_cifar(folder, per_batch=4, protocol=2):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in data.CIFAR_TRAIN_BATCHES + ("test_batch",):
+        batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+                 b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 b"filenames": [b"x.png"] * per_batch}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar_loader_on_fake_batches(tmp_path, protocol):
+    write_fake_cifar(tmp_path / data.CIFAR_FOLDER, protocol=protocol)
+    images, labels = load_cifar_batch(tmp_path / data.CIFAR_FOLDER / "test_batch")
+    assert images.shape == (4, 3, 32, 32) and images.dtype == np.uint8 and labels.dtype == np.int64
+    splits = load_dataset("cifar10", data_dir=tmp_path, val_fraction=0.25)
+    assert (len(splits.train_y), len(splits.val_y), len(splits.test_y)) == (15, 5, 4)
+    assert splits.in_channels == 3 and splits.image_shape == (3, 32, 32)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": _Exploit(marker), b"labels": [0]}))
+    with pytest.raises(ValueError, match="data_batch_1.*refusing to load (posix|os).system"):
+        load_cifar_batch(path)
+    assert not marker.exists()
+
+
+def test_missing_cifar_says_how_to_fix(tmp_path):
+    with pytest.raises(ValueError, match="(?s)cifar-10-batches-py.*--data-dir"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+def test_to_tensors_keeps_fields():
+    splits = load_dataset("digits", seed=0, limit_train=100)
+    tensors = to_tensors(splits, "cpu")
+    assert tensors.train_x.dtype == torch.float32 and tensors.test_y.dtype == torch.int64
+    assert tensors.train_x.shape == (100, 1, 8, 8) and tensors.image_shape == splits.image_shape
+    np.testing.assert_array_equal(tensors.val_x.numpy(), splits.val_x)
+
+
+@pytest.mark.parametrize("name", ["digits", "fashion-mnist"])
+def test_dataset_info_matches_the_loaded_data(name):
+    from trainables.data import dataset_info
+
+    if name == "fashion-mnist" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("dataset-fashion-mnist not installed")
+    splits = load_dataset(name)
+    info = dataset_info(name)
+    assert info == {"in_channels": splits.in_channels, "num_classes": splits.num_classes,
+                    "image_shape": tuple(splits.image_shape)}
+    with pytest.raises(ValueError, match="valid choices"):
+        dataset_info("imagenet")

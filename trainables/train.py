@@ -1,0 +1,159 @@
+"""Plain training and evaluation loops over tensors that already sit on the device.
+
+Minibatches are index slices of whole-dataset tensors drawn with a seeded
+``torch.Generator`` (no DataLoader: on a GPU the data never leaves GPU memory, on a CPU
+there are no worker processes). Losses are accumulated on the device and read once at the
+end so that a GPU is not synchronized every step. The loops only use
+``model.parameters()``, so they work unchanged on models whose weights carry
+``torch.nn.utils.parametrize`` transforms (masks, fake quantization).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import TensorSplits
+
+SCHEDULES = ("cosine", "constant")
+TAIL_FRACTION = 0.1  # fine_tune reports the mean loss of its last 10% of steps
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
+    """Endless minibatches of indices: a fresh seeded permutation per pass over the data."""
+    while True:
+        order = torch.randperm(n, generator=generator, device=device)
+        yield from order.split(batch_size)
+
+
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation on a batch tensor: zero-pad, crop back at a random
+    offset per image, and flip half of the images left-right."""
+    n, _, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=images.device)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=images.device)
+    rows = (dy + torch.arange(height, device=images.device))[:, :, None]
+    cols = (dx + torch.arange(width, device=images.device))[:, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    cropped = padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # advanced indexing puts C last
+    flip = torch.rand(n, generator=generator, device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped).contiguous()
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+def _optimizer_and_schedule(model: nn.Module, *, total_steps: int, lr: float, momentum: float,
+                            weight_decay: float, schedule: str):
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}; valid choices: {list(SCHEDULES)}")
+    if not lr > 0:
+        raise ValueError(f"lr={lr!r} must be positive")
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = None
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    return optimizer, scheduler
+
+
+def _train_step(model, optimizer, scheduler, images, labels) -> torch.Tensor:
+    loss = F.cross_entropy(model(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach()
+
+
+def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, batch_size: int = 128,
+              lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0,
+              schedule: str = "cosine", log_every: int = 0, log: Callable[[str], None] = print) -> dict:
+    """SGD with momentum for ``steps`` minibatches; returns the mean loss of the last ~10% of
+    steps, the steps run and the seconds taken. ``steps=0`` trains nothing (loss is NaN)."""
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps={steps!r} must be a non-negative integer")
+    _check_positive(batch_size=batch_size)
+    optimizer, scheduler = _optimizer_and_schedule(model, total_steps=steps, lr=lr, momentum=momentum,
+                                                   weight_decay=weight_decay, schedule=schedule)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    tail_start = steps - max(1, math.ceil(TAIL_FRACTION * steps))
+    tail_loss = torch.zeros((), device=x.device)
+    was_training, start = model.training, time.perf_counter()
+    model.train()
+    try:
+        batches = batch_indices(len(y), batch_size, generator, x.device)
+        for step in range(steps):
+            index = next(batches)
+            loss = _train_step(model, optimizer, scheduler, x[index], y[index])
+            if step >= tail_start:
+                tail_loss += loss
+            if log_every and (step + 1) % log_every == 0:
+                log(f"step {step + 1}/{steps} loss {loss.item():.4f} lr {optimizer.param_groups[0]['lr']:.4g}")
+    finally:
+        model.train(was_training)
+    mean_loss = (tail_loss / (steps - tail_start)).item() if steps else float("nan")
+    return {"loss": mean_loss, "steps": steps, "seconds": time.perf_counter() - start}
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> dict:
+    """Accuracy and mean cross-entropy in eval mode; restores the model's previous mode.
+
+    Uses ``torch.no_grad`` rather than ``inference_mode``: parametrized weights computed
+    under inference mode cannot be reused by autograd afterwards."""
+    if len(y) == 0:
+        raise ValueError("evaluate needs at least one example (got an empty split)")
+    _check_positive(batch_size=batch_size)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    try:
+        with torch.no_grad():
+            for images, labels in zip(x.split(batch_size), y.split(batch_size)):
+                logits = model(images)
+                total_loss += F.cross_entropy(logits, labels, reduction="sum").double()
+                correct += (logits.argmax(1) == labels).sum()
+    finally:
+        model.train(was_training)
+    return {"accuracy": correct.item() / len(y), "loss": total_loss.item() / len(y)}
+
+
+def train_epochs(model: nn.Module, splits: TensorSplits, *, epochs: int, batch_size: int, lr: float,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0, augment: bool = False,
+                 log: Callable[[str], None] = print) -> dict:
+    """Pretraining: ``epochs`` passes over the training split with a cosine schedule over all
+    steps, one progress line per epoch (train loss, validation accuracy, seconds)."""
+    _check_positive(epochs=epochs, batch_size=batch_size)
+    steps_per_epoch = math.ceil(len(splits.train_y) / batch_size)
+    optimizer, scheduler = _optimizer_and_schedule(model, total_steps=epochs * steps_per_epoch, lr=lr,
+                                                   momentum=momentum, weight_decay=weight_decay,
+                                                   schedule="cosine")
+    generator = torch.Generator(device=splits.train_x.device).manual_seed(seed)
+    history, start = [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        epoch_loss = torch.zeros((), device=splits.train_x.device)
+        order = torch.randperm(len(splits.train_y), generator=generator, device=splits.train_x.device)
+        for index in order.split(batch_size):
+            images = splits.train_x[index]
+            if augment:
+                images = random_crop_flip(images, generator)
+            epoch_loss += _train_step(model, optimizer, scheduler, images, splits.train_y[index])
+        val = evaluate(model, splits.val_x, splits.val_y)
+        record = {"epoch": epoch, "train_loss": epoch_loss.item() / steps_per_epoch,
+                  "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - start}
+        history.append(record)
+        log(f"epoch {epoch}/{epochs}  train loss {record['train_loss']:.4f}  "
+            f"val accuracy {record['val_accuracy']:.4f}  {record['seconds']:.1f} s")
+    return {"history": history, "val_accuracy": history[-1]["val_accuracy"],
+            "seconds": time.perf_counter() - start}
