@@ -28,7 +28,7 @@ def format_profile(layers: list[dict], totals: dict, title: str) -> str:
     total.update(name="total", kind="", shape="", weight_bits="", activation_bits="")
     lines.append("-" * len(header))
     lines.append(" ".join(f"{(fmt(total[key]) if total[key] != '' else ''):{align}}" for key, _, align, fmt in COLUMNS))
-    lines.append(f"BOPs: {totals['bops_vs_fp32']:.1f}x below FP32, {totals['bops_vs_int8']:.1f}x below uniform INT8; "
+    lines.append(f"BOPs reduction: {totals['bops_vs_fp32']:.3g}x vs FP32, {totals['bops_vs_int8']:.3g}x vs uniform INT8; "
                  f"size (Yang et al.'s count): {totals['size_bits'] / 8192:.2f} KiB, with indices/scales/biases: "
                  f"{totals['size_bits_honest'] / 8192:.2f} KiB")
     return "\n".join(lines)
