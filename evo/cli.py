@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="evolve compression policies (no arguments: the embedded default)")
     add_search_args(p)
+
+    from evo.baseline_cli import register as register_baselines
+
+    register_baselines(sub)
     return parser
 
 

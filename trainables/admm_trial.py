@@ -1,0 +1,125 @@
+"""The Ray Tune trainable of the ADMM baseline: one budget and one seed per trial. Glue only.
+
+base weights -> ``run_admm`` (one report per epoch) -> validation, then the test split ONCE
+-> price the final policy with ``hardware.cost.total_costs`` (the accounting of the evolved
+policies) -> the final report, with the keys ``policy_trial`` reports.
+
+Dataset arrays and base weights arrive through the object store (``tune.with_parameters``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from hardware.cost import total_costs
+from hardware.specs import LayerSpec
+
+from .knapsack import ADMMSettings
+
+COST_KEYS = ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits", "size_bits_honest", "size_vs_fp32",
+             "energy_pj", "latency_s", "nnz")
+_TENSOR_CACHE: dict = {}  # per worker process: a reused actor does not copy the dataset again
+
+
+@dataclass(frozen=True)
+class ADMMTrialSettings:
+    model: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    target: str
+    admm: ADMMSettings
+    activation_bits: int = 8  # b_a of BOPs budgets (size budgets keep float activations)
+
+
+def run_admm_trial(run: dict, *, splits, base_state: dict, specs: list[LayerSpec], settings: ADMMTrialSettings,
+                   report: Callable[[dict], None] = lambda metrics: None) -> dict:
+    """Compress the base model under ``run`` = {"budget", "metric", "limit", "seed"}; report
+    each epoch through ``report`` and return the final metrics."""
+    import torch
+
+    from trainables.admm import run_admm
+    from trainables.knapsack import BudgetConstraint
+    from trainables.models import create_model
+    from trainables.train import evaluate
+
+    started = time.perf_counter()
+    constraint = BudgetConstraint.from_specs(specs, run["metric"], run["limit"],
+                                             activation_bits=settings.activation_bits)
+    admm_settings = replace(settings.admm, seed=int(run["seed"]))
+    model = create_model(settings.model, in_channels=settings.image_shape[0], num_classes=settings.num_classes,
+                         image_shape=settings.image_shape)
+    model.load_state_dict(base_state)
+    model.to(splits.train_x.device)
+    torch.manual_seed(admm_settings.seed)
+
+    def on_epoch(record: dict) -> None:
+        violation = max(0.0, record["cost"] / record["limit"] - 1.0)
+        report({**record, "phase": "epoch", "violation": violation, "budget": run["budget"], "seed": run["seed"]})
+
+    result = run_admm(model, splits, specs, constraint, admm_settings, on_epoch=on_epoch)
+    val = evaluate(result.model, splits.val_x, splits.val_y)
+    test = evaluate(result.model, splits.test_x, splits.test_y)  # the only look at the test split
+    costs = total_costs(specs, result.policy, settings.target)
+    cost = float(costs[constraint.metric])
+    metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "test_accuracy": test["accuracy"],
+               "test_loss": test["loss"], "train_loss": result.train_loss, "steps": result.steps,
+               **{key: costs[key] for key in COST_KEYS}, "cost": cost, "limit": constraint.limit,
+               "violation": max(0.0, cost / constraint.limit - 1.0), "policy": result.policy.to_json(),
+               "bits_per_layer": result.bits, "nnz_per_layer": result.nnz, "nonzero_per_layer": result.nonzero,
+               "constraint_on_weights": result.constraint_value, "epoch": len(result.history),
+               "history": json.dumps(result.history)}
+    metrics["compute_seconds"] = time.perf_counter() - started
+    return metrics
+
+
+def admm_trial(config: dict, *, data, base_state: dict, specs_json: str, settings: ADMMTrialSettings) -> None:
+    """Ray Tune function trainable; ``config["run"]`` names the budget and seed of this trial."""
+    import ray
+    from ray import tune
+
+    from hardware.specs import specs_from_json
+    from trainables.device import set_torch_threads
+
+    run = config.get("run", config)
+    started = time.perf_counter()
+    final = {"phase": "final", "budget": run.get("budget"), "seed": run.get("seed"),
+             "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    try:
+        set_torch_threads()  # Ray sets OMP_NUM_THREADS to the trial's CPUs; more threads only contend
+        splits = _tensors(data)
+        final.update(run_admm_trial(run, splits=splits, base_state=base_state, specs=specs_from_json(specs_json),
+                                    settings=settings, report=tune.report))
+        bad = [key for key in ("accuracy", "loss") if not math.isfinite(final[key])]
+        final.update(failed=1 if bad else 0, error=f"non-finite {', '.join(bad)}" if bad else "")
+    except Exception as err:  # recorded as a failed result; the other budgets and seeds go on
+        final.update(failed=1, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:],
+                     accuracy=float("nan"))
+    finally:
+        _free_accelerator_memory()
+    final["wall_seconds"] = time.perf_counter() - started
+    tune.report(final)
+
+
+def _tensors(data):
+    from trainables.data import to_tensors
+    from trainables.device import default_device
+
+    device = default_device()
+    key = (data.name, data.train_x.shape, data.val_x.shape, float(data.train_x[:4].sum()), str(device))
+    if key not in _TENSOR_CACHE:
+        _TENSOR_CACHE.clear()
+        _TENSOR_CACHE[key] = to_tensors(data, device)
+    return _TENSOR_CACHE[key]
+
+
+def _free_accelerator_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
