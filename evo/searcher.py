@@ -47,6 +47,13 @@ class EvoSearcher(Searcher):
         self._listener = listener
         self._live: dict[str, object] = {}  # trial id -> Candidate
 
+    def __getstate__(self) -> dict:
+        # Tune pickles the searcher with the experiment; the listener (files, the metrics actor,
+        # the driver's log function) belongs to this driver process and is not carried along.
+        state = self.__dict__.copy()
+        state["_listener"] = None
+        return state
+
     # -- Tune calls these ----------------------------------------------------------------
     def suggest(self, trial_id: str):
         item = self.population.ask()

@@ -138,3 +138,14 @@ def test_save_restore_mid_generation_continues_like_an_uninterrupted_run(tmp_pat
     # the two in-flight genomes are handed out again first; the told ones never
     assert [c["genome"] for c in rest[:2]] == [c["genome"] for c in first[2:4]]
     assert resumed == uninterrupted
+
+
+def test_pickling_leaves_the_driver_side_listener_behind():
+    from ray import cloudpickle as pickle  # what Tune uses
+
+    rec = Recorder()
+    searcher, *_ = make(listener=rec)
+    searcher.suggest("t0")
+    clone = pickle.loads(pickle.dumps(searcher))
+    assert clone._listener is None and searcher._listener is rec
+    assert clone.population.state() == searcher.population.state()
