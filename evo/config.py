@@ -39,15 +39,16 @@ class SearchConfig:
     weight_bit_choices: tuple[int, ...] | None = None
     activation_bit_choices: tuple[int, ...] | None = None
     # the genetic algorithm
-    population: int = 16
+    population: int = 12
     generations: int = 8
     seed: int = 0
     crossover_prob: float = 0.9
     # each trial's fine-tune
-    fine_tune_steps: int = 150
+    fine_tune_steps: int = 100
     batch_size: int = 128
     lr: float = 0.01
-    final_steps: int = 1500  # the Pareto policies' longer fine-tune before the test split
+    final_steps: int = 800  # the Pareto policies' longer fine-tune before the test split
+    final_top: int = 3  # how many Pareto policies (the most accurate) get it, beside the best uniform one
     # Ray
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -64,6 +65,7 @@ class SearchConfig:
         _check_positive_int(self, "generations", minimum=1)
         _check_positive_int(self, "fine_tune_steps", minimum=1)
         _check_positive_int(self, "final_steps", minimum=1)
+        _check_positive_int(self, "final_top", minimum=1)
         _check_positive_int(self, "batch_size", minimum=1)
         _check_positive_int(self, "max_failures", minimum=0)
         _check_positive_int(self, "max_concurrent", minimum=0)
