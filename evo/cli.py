@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(p)
 
     from evo.baseline_cli import register as register_baselines
+    from evo.baseline_search_cli import register as register_search_baselines
+    from evo.compare_cli import register as register_compare
 
-    register_baselines(sub)
+    register_baselines(sub)  # evo baseline admm
+    register_search_baselines(sub)  # evo baseline uniform|random|optuna
+    register_compare(sub)
     return parser
 
 

@@ -171,3 +171,33 @@ def versions() -> dict:
     except (OSError, subprocess.SubprocessError):
         out["git_revision"] = None
     return out
+
+
+class RunFolder:
+    """One run folder as `evo compare` reads it: run.yaml and trials.parquet (as a DataFrame)."""
+
+    def __init__(self, path: Path, meta: dict, trials):
+        self.path, self.meta, self.trials = path, meta, trials
+
+    @property
+    def method(self) -> str:
+        return str(self.meta.get("method") or "unknown")
+
+    @property
+    def config(self) -> dict:
+        return self.meta.get("config") or {}
+
+
+def read_run(run_dir: str | Path) -> RunFolder:
+    """ValueError when ``run_dir`` lacks run.yaml or trials.parquet (not a run folder)."""
+    import yaml
+
+    path = Path(run_dir).expanduser().resolve()
+    missing = [name for name in ("run.yaml", "trials.parquet") if not (path / name).exists()]
+    if missing:
+        raise ValueError(f"{run_dir} is not a run folder (no {' or '.join(missing)}); pass folders written by "
+                         "evo search or evo baseline, i.e. <storage>/<name>")
+    meta = yaml.safe_load((path / "run.yaml").read_text()) or {}
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise ValueError(f"{path / 'run.yaml'} holds no 'config' mapping; it was not written by evo")
+    return RunFolder(path, meta, read_table(path / "trials.parquet", TRIAL_SCHEMA).to_pandas())

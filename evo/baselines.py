@@ -1,0 +1,292 @@
+"""`evo baseline uniform|random|optuna`: search baselines under the conditions of `evo search`.
+
+Each one reuses ``evo.prepare.prepare`` (same data, validation split, base model, layer specs,
+budget and genome space) and the same policy trainable (same fine-tune steps per trial, same
+``final_steps`` before the one test-split evaluation), and writes a run folder of the same
+schema: run.yaml (``method``), trials.parquet (phase "search" for screened trials, "final" for
+the fine-tuned ones) and pareto.parquet (the final rows). No over-budget policy is trained:
+
+- uniform: every uniform policy of the space within the budget (the least-pruned one per bit
+  pair, ``evo.search.uniform_candidates``), screened as one Tune grid.
+- random: Tune's built-in ``BasicVariantGenerator`` over ``population x generations`` samples;
+  each sample is a seeded random genome passed through ``evo.repair.repair``, the repair evo
+  applies to its offspring, and drawn again when it repeats an earlier sample.
+- optuna: Tune's ``OptunaSearch`` with Optuna's constrained ``NSGAIISampler`` over one
+  categorical index per gene. Optuna must be told the point it asked, so an over-budget
+  suggestion (or a repeat of a finished genome) is told back at once, before any trial
+  starts: accuracy 0 at its cost with constraint cost/limit - 1 > 0 (a repeat: its earlier
+  result). ``population x generations`` trials are trained; run.yaml counts the rest.
+
+Then, as in `evo search`, the most accurate policies of the screened Pareto front are
+fine-tuned ``final_steps`` and evaluated once on the test split.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import time
+import warnings
+from typing import Callable
+
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from evo.config import SearchConfig
+from evo.genome import genome_from_key, genome_key
+from evo.prepare import Prepared, prepare
+from evo.results import TRIAL_SCHEMA, PartWriter, compact, versions, write_yaml_atomic
+from evo.search import run_policy_grid, uniform_candidates
+from evo.searcher import classify
+
+METHODS = ("uniform", "random", "optuna")
+OPTUNA_MISSING = "optuna is not installed; `evo baseline optuna` needs it: pip install 'evo[optuna]'"
+MAX_ASKS_PER_TRIAL = 10_000  # over-budget or repeated suggestions told back before one trial runs
+REDRAWS = 100  # random search: draws per sample before a repeated genome is accepted
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"baseline method {method!r} is unknown; valid choices: {list(METHODS)}")
+    if method == "optuna" and importlib.util.find_spec("optuna") is None:
+        raise ValueError(OPTUNA_MISSING)
+
+
+def run_baseline(method: str, cfg: SearchConfig, *, log: Callable = print) -> list[dict]:
+    """Screen, fine-tune the front for final_steps, evaluate on test once; return the final rows."""
+    from evo.summary import format_final_table
+    from evo.tuner import concurrency, start_ray
+
+    check_method(method)
+    prep = prepare(cfg, log=log)  # raises before anything is written or Ray starts
+    prep.run_dir.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata(method, prep)
+    write_yaml_atomic(prep.run_dir / "run.yaml", meta)
+    slots = concurrency(start_ray(cfg.address, log=log), cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
+    trainable = make_trainable(prep)
+    screened, stats = SCREENS[method](prep, trainable, slots, log)
+    write_yaml_atomic(prep.run_dir / "run.yaml", {**meta, "search_stats": stats})
+    finals = final_front(prep, method, screened, trainable, slots=slots, log=log)
+    for name in ("trials.parquet", "pareto.parquet"):
+        compact(prep.run_dir / name, TRIAL_SCHEMA)
+    table = format_final_table(finals, prep).splitlines()
+    log("\n".join(table[:3 + len(finals)]))  # the table without evo search's evolved-vs-uniform line
+    log(f"results: {prep.run_dir}")
+    return finals
+
+
+def run_metadata(method: str, prep: Prepared) -> dict:
+    """run.yaml: the keys `evo search` writes, so `evo compare` reads every run alike."""
+    return {"method": method, "config": prep.cfg.to_dict(), "versions": versions(), "started_at": time.time(),
+            "budget_limit": prep.limit, "budget_metric": prep.budget.metric, "target": prep.target.name,
+            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy},
+            "layers": [s.to_dict() for s in prep.specs]}
+
+
+def make_trainable(prep: Prepared):
+    from evo.tuner import policy_trainable
+    from hardware.specs import specs_to_json
+    from trainables.policy_trial import TrialSettings
+
+    cfg = prep.cfg
+    settings = TrialSettings(
+        model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
+        target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
+        fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        seed=cfg.seed)
+    return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
+                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
+
+
+def item_config(space, genome: tuple[int, ...]) -> dict:
+    """What policy_trial reads under config["item"]."""
+    return {"phase": "search", "genome": genome_key(genome), "policy": space.decode(genome).to_dict()}
+
+
+# -- the three screens: (prep, trainable, slots, log) -> (search rows, stats for run.yaml) ---------
+def screen_uniform(prep: Prepared, trainable, slots: int, log: Callable) -> tuple[list[dict], dict]:
+    candidates = uniform_candidates(prep.space, prep.cost_fn, prep.limit)
+    log(f"uniform: screening {len(candidates)} uniform policies within budget, "
+        f"{prep.cfg.fine_tune_steps} fine-tune steps each")
+    rows = run_policy_grid(prep, trainable, [("uniform", g) for g in candidates], phase="search", slots=slots,
+                           history=[], method="uniform")
+    return rows, {"trials": len(rows)}
+
+
+def repaired_random_sampler(space, cost_fn: Callable, limit: float, rng: random.Random) -> Callable:
+    """A ``tune.sample_from`` function: a random genome, repaired into the budget, new if possible.
+    A closure rather than an object: Tune deep-copies the spec per sample, which copies objects
+    (and their RNG state) but shares functions, so every sample advances the one ``rng``."""
+    from evo.repair import repair
+
+    seen: set[tuple[int, ...]] = set()
+
+    def draw(spec=None) -> dict:
+        for _ in range(REDRAWS):
+            genome = repair(space.random_genome(rng), space, cost_fn, limit)
+            if genome is not None and genome not in seen:
+                break
+        seen.add(genome)
+        return item_config(space, genome)
+
+    return draw
+
+
+def _tune_screen(prep: Prepared, trainable, slots: int, method: str, **tuner_args) -> list[dict]:
+    """population x generations trials through Tune; each row is written as its trial ends."""
+    from evo.tuner import build_tuner
+
+    cfg = prep.cfg
+    rows = RowStreamer(prep, method)
+    build_tuner(trainable, run_dir=prep.run_dir, experiment=f"{method}-{int(time.time())}", max_concurrent=slots,
+                max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=cfg.population * cfg.generations,
+                callbacks=[rows], **tuner_args).fit()
+    return rows.rows
+
+
+def screen_random(prep: Prepared, trainable, slots: int, log: Callable) -> tuple[list[dict], dict]:
+    from ray import tune
+
+    cfg = prep.cfg
+    sampler = repaired_random_sampler(prep.space, prep.cost_fn, prep.limit, random.Random(cfg.seed))
+    log(f"random: {cfg.population * cfg.generations} repaired random policies (population x generations), "
+        f"{slots} at once")
+    rows = _tune_screen(prep, trainable, slots, "random", search_alg=None,
+                        param_space={"item": tune.sample_from(sampler)})
+    return rows, {"trials": len(rows)}
+
+
+def screen_optuna(prep: Prepared, trainable, slots: int, log: Callable) -> tuple[list[dict], dict]:
+    cfg = prep.cfg
+    searcher = AffordableOptuna(prep.space, prep.cost_fn, prep.limit, population=cfg.population, seed=cfg.seed)
+    log(f"optuna: NSGA-II (population {cfg.population}, seed {cfg.seed}), {cfg.population * cfg.generations} "
+        f"trials, {slots} at once")
+    rows = _tune_screen(prep, trainable, slots, "optuna", search_alg=searcher)
+    log(f"optuna: {searcher.over_budget} over-budget and {searcher.repeats} repeated suggestions told back "
+        "without training")
+    return rows, {"trials": len(rows), "over_budget_suggestions": searcher.over_budget,
+                  "repeated_suggestions": searcher.repeats}
+
+
+SCREENS = {"uniform": screen_uniform, "random": screen_random, "optuna": screen_optuna}
+
+
+class AffordableOptuna(Searcher):
+    """Tune's OptunaSearch (constrained NSGA-II, one categorical index per gene) behind a filter:
+    a suggestion over the budget, or a repeat of a genome already trained or in training, is
+    told back at once (see the module notes) and the next one asked, so every trial Tune starts
+    trains a new policy within the budget."""
+
+    def __init__(self, space, cost_fn: Callable, limit: float, *, population: int, seed: int):
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        super().__init__(metric="accuracy", mode="max")
+        self._space, self._cost_fn, self._limit = space, cost_fn, limit
+        self._names = [":".join(space.gene_name(i)) for i in range(space.n_genes)]
+        distributions = {name: optuna.distributions.CategoricalDistribution(list(range(len(table))))
+                         for name, table in zip(self._names, space.gene_tables)}
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per told suggestion
+        with warnings.catch_warnings():
+            # Optuna 5 deprecates constraints_func (removed in 7) for Trial.set_constraint, which
+            # OptunaSearch gives no access to; constraints_func works from Optuna 3.5 on.
+            warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
+            sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed,
+                                                    constraints_func=self._constraints)
+        self._inner = OptunaSearch(space=distributions, metric=["accuracy", "cost"], mode=["max", "min"],
+                                   sampler=sampler)
+        self._live: dict[str, tuple[str, tuple]] = {}  # Tune trial id -> (Optuna key, genome)
+        self._told: dict[tuple, dict | None] = {}  # genome -> what its trial told Optuna (None: failed)
+        self._waiting: dict[tuple, list[str]] = {}  # genome in training -> Optuna keys of its repeats
+        self.over_budget = self.repeats = 0
+
+    def _genome(self, params: dict) -> tuple[int, ...]:
+        return tuple(int(params[name]) for name in self._names)
+
+    def _constraints(self, frozen_trial) -> list[float]:
+        return [self._cost_fn(self._genome(frozen_trial.params)) / self._limit - 1.0]
+
+    def suggest(self, trial_id: str):
+        for attempt in range(MAX_ASKS_PER_TRIAL):
+            key = f"{trial_id}-{attempt}"
+            genome = self._genome(self._inner.suggest(key))
+            cost = self._cost_fn(genome)
+            if cost > self._limit:
+                self.over_budget += 1
+                self._inner.on_trial_complete(key, {"accuracy": 0.0, "cost": cost})
+            elif genome in self._told:
+                self.repeats += 1
+                self._inner.on_trial_complete(key, self._told[genome], error=self._told[genome] is None)
+            elif genome in self._waiting:
+                self.repeats += 1
+                self._waiting[genome].append(key)
+            else:
+                self._waiting[genome] = []
+                self._live[trial_id] = (key, genome)
+                return {"item": item_config(self._space, genome)}
+        raise RuntimeError(f"Optuna made {MAX_ASKS_PER_TRIAL} suggestions in a row that were over the budget or "
+                           "repeats; loosen the budget or use `evo search`, which repairs offspring")
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key, genome = self._live.pop(trial_id)
+        failed, _, accuracy = classify(result, error)
+        told = None if failed else {"accuracy": accuracy, "cost": self._cost_fn(genome)}
+        self._told[genome] = told
+        for waiting_key in [key] + self._waiting.pop(genome):
+            self._inner.on_trial_complete(waiting_key, told, error=failed)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: baselines do not resume (a new run starts from scratch)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise ValueError("evo baseline optuna does not resume; start a new run with --name")
+
+
+class RowStreamer(Callback):
+    """Appends each finished trial to trials.parquet as it ends (a killed driver keeps them,
+    and ``finished_at`` orders the hypervolume-vs-trials curve)."""
+
+    def __init__(self, prep: Prepared, method: str):
+        self.writer = PartWriter(prep.run_dir / "trials.parquet", TRIAL_SCHEMA)
+        self.method, self.seed, self.target, self.budget = method, prep.cfg.seed, prep.target.name, prep.cfg.budget
+        self.rows: list[dict] = []
+
+    def on_trial_complete(self, iteration: int, trials, trial, **info) -> None:
+        self._write(trial, trial.last_result, error=False)
+
+    def on_trial_error(self, iteration: int, trials, trial, **info) -> None:
+        self._write(trial, None, error=True)
+
+    def _write(self, trial, result: dict | None, error: bool) -> None:
+        item = trial.config["item"]
+        failed, message, _ = classify(result, error)
+        metrics = {k: v for k, v in (result or {}).items() if k != "config"}
+        row = {**metrics, "method": self.method, "phase": "search", "trial_id": trial.trial_id,
+               "genome": list(genome_from_key(item["genome"])), "genome_key": item["genome"],
+               "policy": json.dumps(item["policy"]), "status": "failed" if failed else "ok",
+               "error": message or None, "seed": self.seed, "target": self.target, "budget": self.budget,
+               "finished_at": time.time()}
+        self.writer.append([row])
+        self.rows.append(row)
+
+
+def final_front(prep: Prepared, method: str, screened: list[dict], trainable, *, slots: int,
+                log: Callable) -> list[dict]:
+    """As `evo search` does: the cfg.final_top most accurate policies of the screened Pareto front,
+    fine-tuned final_steps, evaluated once on the test split; rows also go to pareto.parquet."""
+    from evo.selection import pareto_front
+
+    evaluated = [(tuple(r["genome"]), r["accuracy"], r["cost"], r["violation"]) for r in screened
+                 if r["status"] == "ok"]
+    front = sorted(pareto_front(evaluated), key=lambda e: -e[1])[:prep.cfg.final_top]
+    if not front:
+        log(f"{method}: no feasible policy was screened; nothing to fine-tune on the test split")
+        return []
+    log(f"final: fine-tuning {len(front)} policies for {prep.cfg.final_steps} steps, then one test-split "
+        "evaluation each")
+    rows = run_policy_grid(prep, trainable, [("pareto", e[0]) for e in front], phase="final", slots=slots,
+                           history=[], method=method)
+    rows.sort(key=lambda r: -(r.get("test_accuracy") or 0.0))
+    PartWriter(prep.run_dir / "pareto.parquet", TRIAL_SCHEMA).append(rows)
+    return rows
