@@ -29,6 +29,7 @@ from torch.nn.utils import parametrize
 from hardware.policy import FLOAT_BITS, Policy
 from hardware.specs import LayerSpec
 
+from .hooks import observe_forward
 from .prune import channel_masks, unstructured_mask
 from .quantize import ChannelMask, InputQuantizer, WeightTransform, observe_input_ranges, quantize_layer_input
 
@@ -118,16 +119,8 @@ def _norms_following(model: nn.Module, sample: torch.Tensor) -> dict[int, nn.Mod
     would turn them into constants."""
     order: list[nn.Module] = []
     leaves = [module for module in model.modules() if not list(module.children())]
-    handles = [leaf.register_forward_hook(lambda module, _in, _out: order.append(module)) for leaf in leaves]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    observe_forward(model, sample, [leaf.register_forward_hook(lambda module, _in, _out: order.append(module))
+                                    for leaf in leaves])
     return {
         id(module): following
         for module, following in zip(order, order[1:])

@@ -20,6 +20,8 @@ from torch import nn
 
 from hardware.policy import FLOAT_BITS, check_bits
 
+from .hooks import observe_forward
+
 # A channel whose weights are all zero (pruned) would give scale 0 and a division by zero;
 # any positive scale maps zeros to zero, so a tiny floor is enough.
 MIN_SCALE = 1e-12
@@ -140,16 +142,7 @@ def observe_input_ranges(model: nn.Module, layers: dict[str, nn.Module], inputs:
 
         return record
 
-    handles = [layer.register_forward_pre_hook(recorder(name)) for name, layer in layers.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    observe_forward(model, inputs, [layer.register_forward_pre_hook(recorder(name)) for name, layer in layers.items()])
     unseen = sorted(set(layers) - set(ranges))
     if unseen:
         raise ValueError(f"layers {unseen} were not called in the calibration forward pass; check the layer names")

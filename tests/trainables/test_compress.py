@@ -28,14 +28,6 @@ from trainables.train import fine_tune
 DIGITS_SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These nets are tiny: one thread is as fast, and immune to a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def digits():

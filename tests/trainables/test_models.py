@@ -6,15 +6,6 @@ from hardware.specs import tie_leaders
 from trainables.models import MODELS, create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny nets run fastest on one thread; on a shared 2-core machine two threads spin-wait
-    on each other and slow these tests down by an order of magnitude."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make(name, channels, size, classes=10):
     torch.manual_seed(0)

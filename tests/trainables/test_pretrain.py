@@ -7,13 +7,6 @@ from trainables.pretrain import RECIPES, checkpoint_path, pretrain
 from trainables.train import evaluate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: a second thread only contends on a shared machine
-    yield
-    torch.set_num_threads(previous)
-
 
 def quiet(_line):
     pass

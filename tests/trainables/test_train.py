@@ -11,15 +11,6 @@ from trainables.models import create_model
 from trainables.train import evaluate, fine_tune, random_crop_flip, train_epochs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny nets run fastest on one thread; on a shared 2-core machine two threads spin-wait
-    on each other and slow these tests down by an order of magnitude."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def digits():
