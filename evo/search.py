@@ -15,7 +15,6 @@ from evo.recorder import STATE_FILE, SearchRecorder
 from evo.results import TRIAL_SCHEMA, GENERATION_SCHEMA, PartWriter, compact, versions, write_yaml_atomic
 
 PARETO_SCHEMA = TRIAL_SCHEMA
-FINAL_TOP = 6  # Pareto policies fine-tuned longer at the end (the most accurate ones)
 
 
 @dataclass
@@ -26,8 +25,15 @@ class SearchOutcome:
 
 
 def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> SearchOutcome:
+    from evo.tuner import build_tuner, check_address, check_storage_shared, concurrency, policy_trainable, start_ray
+
+    check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     prep = prepare(cfg, resume=resume, log=log)  # raises before anything is written or Ray starts
     run_dir = prep.run_dir
+    # Ray and the cluster are checked before the run folder exists: a failure here leaves nothing written.
+    resources = start_ray(cfg.address, log=log)
+    slots = concurrency(resources, cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
+    check_storage_shared(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_yaml_atomic(run_dir / "run.yaml", {
@@ -37,25 +43,28 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
             "layers": [s.to_dict() for s in prep.specs],
         })
 
+    from evo.metrics import MetricsListener
     from evo.population import Population
+    from evo.recorder import FanOut
     from evo.searcher import EvoSearcher
-    from evo.tuner import build_tuner, concurrency, policy_trainable, start_ray
     from hardware.specs import specs_to_json
     from trainables.policy_trial import TrialSettings
 
-    resources = start_ray(cfg.address, log=log)
-    slots = concurrency(resources, cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
     population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit, population_size=cfg.population,
                             generations=cfg.generations, seed=cfg.seed, crossover_prob=cfg.crossover_prob)
     recorder = SearchRecorder(run_dir, method="evo", seed=cfg.seed, target=prep.target.name, budget=cfg.budget,
                               decode=prep.space.decode, log=log)
-    searcher = EvoSearcher(population, decode=prep.space.decode, cost_fn=prep.cost_fn, listener=recorder)
+    metrics = MetricsListener.start(cfg.name)  # the Ray dashboard's view of the search
+    searcher = EvoSearcher(population, decode=prep.space.decode, cost_fn=prep.cost_fn,
+                           listener=FanOut(recorder, metrics))
     recorder.state_fn = searcher.get_state
     experiment = "tune"
     if resume and (run_dir / STATE_FILE).exists():
         state = json.loads((run_dir / STATE_FILE).read_text())
         searcher.set_state(state)
         recorder.restore_counts(state.get("recorder", {}))
+        metrics.restore(trials_finished=recorder.trials_total, trials_failed=recorder.failed_total,
+                        generation_stats=searcher.population.generation_stats)
         experiment = f"tune-resume-{len(list(run_dir.glob('tune-resume-*'))) + 1}"
         log(f"resuming: {recorder.trials_total} trials already evaluated, "
             f"{len(searcher.population.generation_stats)} generations closed")
@@ -128,7 +137,7 @@ def best_uniform(prep: Prepared, population, trainable, *, slots: int, log: Call
 def final_phase(prep: Prepared, population, trainable, *, slots: int, log: Callable) -> list[dict]:
     """Fine-tune the most accurate Pareto policies and the best uniform policy for final_steps,
     then evaluate each once on the test split."""
-    front = sorted(population.front(), key=lambda r: -r["accuracy"])[:FINAL_TOP]
+    front = sorted(population.front(), key=lambda r: -r["accuracy"])[:prep.cfg.final_top]
     chosen = [("pareto", tuple(r["genome"])) for r in front]
     uniform = best_uniform(prep, population, trainable, slots=slots, log=log)
     if uniform is not None:
@@ -145,8 +154,9 @@ def final_phase(prep: Prepared, population, trainable, *, slots: int, log: Calla
 
 
 def run_policy_grid(prep: Prepared, trainable, items: list[tuple[str, tuple]], *, phase: str, slots: int,
-                    history: list[dict]) -> list[dict]:
-    """Evaluate (label, genome) pairs as one Tune grid; append their rows to trials.parquet."""
+                    history: list[dict], method: str = "evo") -> list[dict]:
+    """Evaluate (label, genome) pairs as one Tune grid; append their rows (``method`` column:
+    the search or baseline that asked) to trials.parquet."""
     from ray import tune
 
     from evo.genome import genome_key
@@ -165,7 +175,7 @@ def run_policy_grid(prep: Prepared, trainable, items: list[tuple[str, tuple]], *
         metrics = {k: v for k, v in (result.metrics or {}).items() if k != "config"}
         failed = result.error is not None or bool(metrics.get("failed"))
         error = str(result.error) if result.error else (metrics.get("error") or None)
-        rows.append({**metrics, "method": "evo", "phase": phase, "label": cfg["label"], "genome_key": cfg["genome"],
+        rows.append({**metrics, "method": method, "phase": phase, "label": cfg["label"], "genome_key": cfg["genome"],
                      "genome": list(genomes[cfg["genome"]]), "policy": json.dumps(cfg["policy"]),
                      "status": "failed" if failed else "ok", "error": error,
                      "generation": generation.get(cfg["genome"]), "seed": prep.cfg.seed,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from pathlib import Path
 
 import ray
 from ray import tune
+
+ADDRESS_CONNECT_SECONDS = 5.0
+STORAGE_CHECK_SECONDS = 60.0
 
 
 def start_ray(address: str | None, *, log=print, num_cpus: int | None = None) -> dict:
@@ -16,6 +21,7 @@ def start_ray(address: str | None, *, log=print, num_cpus: int | None = None) ->
     """
     if ray.is_initialized():
         return ray.cluster_resources()
+    check_address(address)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=True, logging_level="WARNING")
     if address is None:
@@ -31,6 +37,78 @@ def start_ray(address: str | None, *, log=print, num_cpus: int | None = None) ->
     log(f"ray: {int(resources.get('CPU', 0))} CPUs, {resources.get('GPU', 0):g} GPUs, "
         f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s)")
     return resources
+
+
+def check_address(address: str | None) -> None:
+    """Fail in seconds where nothing listens at a host:port ``--address``: ray.init would retry
+    its GCS connection for a minute or more before giving up."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address {address!r}: expected 'auto', host:port (e.g. 10.0.0.5:6379) or "
+                         "ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_CONNECT_SECONDS).close()
+    except OSError as err:
+        raise ValueError(f"--address {address!r}: nothing answers there ({err}); start a cluster with "
+                         "`ray start --head` (see clusters/local-multinode.md) or drop --address for a local run"
+                         ) from None
+
+
+@ray.remote(num_cpus=0)
+def _read_marker(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def check_storage_shared(run_dir: Path) -> None:
+    """On a multi-node cluster, check that every node sees the run folder at the same path: the driver
+    writes a marker file there and a task pinned to each other node reads it back. Tune writes each
+    trial's folder on the node that runs it, so a folder local to each node scatters the run.
+    The marker (and any folder made for it) is removed again either way."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    others = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != here]
+    if not others:
+        return
+    run_dir = Path(run_dir).resolve()
+    first_made = next((p for p in [*reversed(run_dir.parents), run_dir] if not p.exists()), None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    marker = run_dir / f".evo-shared-storage-{token}"
+    marker.write_text(token)
+    try:
+        refs = [_read_marker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+            str(marker)) for node in others]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=STORAGE_CHECK_SECONDS)
+        answers = [ray.get(ref) if ref in ready else None for ref in refs]
+    finally:
+        marker.unlink(missing_ok=True)
+        _remove_empty_up_to(run_dir, first_made)
+    blind = [f"{node[:12]} ({'cannot read it' if ref in ready else f'no answer in {STORAGE_CHECK_SECONDS:g} s'})"
+             for node, ref, answer in zip(others, refs, answers) if answer != token]
+    if blind:
+        raise ValueError(f"--storage {run_dir.parent}: not shared between the cluster's nodes; node(s) "
+                         f"{', '.join(blind)} do not see {run_dir} from the driver's node. Mount one shared folder "
+                         "(e.g. NFS) at the same path on every node and pass it as --storage "
+                         "(see clusters/local-multinode.md)")
+
+
+def _remove_empty_up_to(path: Path, top: Path | None) -> None:
+    """Remove the folders made for the marker, innermost first (only if still empty)."""
+    if top is None:
+        return
+    for folder in [path, *path.parents]:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
 
 
 def concurrency(resources: dict, cpus_per_trial: float, gpus_per_trial: float, requested: int) -> int:
