@@ -16,7 +16,7 @@ mkdir -p "$STORAGE"
 [ -e "$STORAGE/admm-size/run.yaml" ] || \
   $EVO baseline admm --model lenet5 --dataset fashion-mnist --budget size=1/50 --budget size=1/100 \
       --budget size=1/200 --seeds 1 --storage "$STORAGE" --name admm-size
-for budget in 1/128 1/512; do
+for budget in 1/512 1/128; do
   tag=${budget#1/}
   [ -e "$STORAGE/admm-bops$tag/run.yaml" ] || \
     $EVO baseline admm --model lenet5 --dataset fashion-mnist --budget "bops=$budget" --seeds "$SEEDS" \
