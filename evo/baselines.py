@@ -7,7 +7,7 @@ schema: run.yaml (``method``), trials.parquet (phase "search" for screened trial
 the fine-tuned ones) and pareto.parquet (the final rows). No over-budget policy is trained:
 
 - uniform: every uniform policy of the space within the budget (the least-pruned one per bit
-  pair, ``evo.search.uniform_candidates``), screened as one Tune grid.
+  pair, ``evo.repair.least_pruned_uniforms``), screened as one Tune grid.
 - random: Tune's built-in ``BasicVariantGenerator`` over ``population x generations`` samples;
   each sample is a seeded random genome passed through ``evo.repair.repair``, the repair evo
   applies to its offspring, and drawn again when it repeats an earlier sample.
@@ -37,7 +37,8 @@ from evo.config import SearchConfig
 from evo.genome import genome_from_key, genome_key
 from evo.prepare import Prepared, prepare
 from evo.results import TRIAL_SCHEMA, PartWriter, compact, versions, write_yaml_atomic
-from evo.search import run_policy_grid, uniform_candidates
+from evo.repair import least_pruned_uniforms
+from evo.search import run_policy_grid
 from evo.searcher import classify
 
 METHODS = ("uniform", "random", "optuna")
@@ -106,7 +107,7 @@ def item_config(space, genome: tuple[int, ...]) -> dict:
 
 # -- the three screens: (prep, trainable, slots, log) -> (search rows, stats for run.yaml) ---------
 def screen_uniform(prep: Prepared, trainable, slots: int, log: Callable) -> tuple[list[dict], dict]:
-    candidates = uniform_candidates(prep.space, prep.cost_fn, prep.limit)
+    candidates = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
     log(f"uniform: screening {len(candidates)} uniform policies within budget, "
         f"{prep.cfg.fine_tune_steps} fine-tune steps each")
     rows = run_policy_grid(prep, trainable, [("uniform", g) for g in candidates], phase="search", slots=slots,

@@ -39,15 +39,15 @@ class SearchConfig:
     weight_bit_choices: tuple[int, ...] | None = None
     activation_bit_choices: tuple[int, ...] | None = None
     # the genetic algorithm
-    population: int = 12
-    generations: int = 8
+    population: int = 10
+    generations: int = 6
     seed: int = 0
     crossover_prob: float = 0.9
     # each trial's fine-tune
-    fine_tune_steps: int = 100
+    fine_tune_steps: int = 80
     batch_size: int = 128
     lr: float = 0.01
-    final_steps: int = 800  # the Pareto policies' longer fine-tune before the test split
+    final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
     final_top: int = 3  # how many Pareto policies (the most accurate) get it, beside the best uniform one
     # Ray
     cpus_per_trial: float = 1.0

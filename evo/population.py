@@ -4,8 +4,10 @@ The Ray Tune Searcher adapter calls ``ask()`` for a genome to evaluate and ``tel
 its result; this module decides what to evaluate next. A generation's offspring are bred
 once, when the previous generation closes, so ``ask()`` only pops a queue.
 
-* Generation 0: the uniform genomes that fit the budget, unrepaired (``repair.initial_genomes``
-  thins them evenly over cost if more fit than ``population_size``), then repaired random ones.
+* Generation 0: every least-pruned uniform genome that fits the budget (one per bit-width
+  combination, unrepaired, all of them even past ``population_size``: they are the uniform
+  baseline the search must beat, and strong parents), then repaired random genomes up to
+  ``population_size`` (``repair.initial_genomes``).
 * Later generations: binary tournament -> layer-wise crossover -> mutation -> budget repair.
   A child that cannot be repaired, or that repeats a genome already evaluated or already in
   this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per

@@ -75,17 +75,25 @@ def check_reachable(space: SearchSpace, cost_fn: CostFn, limit: float) -> None:
                          f"(more sparsity, fewer bits) to the search space")
 
 
+def least_pruned_uniforms(space: SearchSpace, cost_fn: CostFn, limit: float) -> list[tuple[int, ...]]:
+    """For every uniform bit-width combination, the least-pruned uniform genome within ``limit``,
+    in ``space.uniform_genomes()`` order: the strongest uniform policies of the budget (at the same
+    bits, more pruning only costs accuracy)."""
+    least: dict[tuple, tuple[int, ...]] = {}
+    for genome in space.uniform_genomes():
+        bits = tuple(g for i, g in enumerate(genome) if i % GENES_PER_LAYER != PRUNE_GENE)
+        if bits not in least and _cost(cost_fn, genome) <= limit:
+            least[bits] = genome  # uniform_genomes() lists pruning in ascending order
+    return list(least.values())
+
+
 def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int, rng: random.Random,
                     draws_per_slot: int = 10) -> list[tuple[tuple[int, ...], bool]]:
-    """Generation 0 as (genome, repaired) pairs: the uniform genomes that fit ``limit`` (never
-    repaired: each is a baseline worth keeping as it is), then repaired random genomes, until
-    ``size`` distinct genomes (or ``draws_per_slot * size`` random draws) are reached."""
-    uniforms = [(g, cost) for g in space.uniform_genomes() if (cost := _cost(cost_fn, g)) <= limit]
-    if len(uniforms) > size:  # too many fit: keep an even spread over the cost range, both ends included
-        uniforms.sort(key=lambda genome_cost: genome_cost[1])
-        step = (len(uniforms) - 1) / max(size - 1, 1)
-        uniforms = [uniforms[round(i * step)] for i in range(size)]
-    chosen = {genome: False for genome, _ in uniforms}
+    """Generation 0 as (genome, repaired) pairs: every least-pruned uniform genome within ``limit``
+    (never repaired, and all of them even past ``size``: they are the uniform baseline the search
+    must beat, evaluated once, and good parents), then repaired random genomes until ``size``
+    distinct genomes (or ``draws_per_slot * size`` random draws) are reached."""
+    chosen = {genome: False for genome in least_pruned_uniforms(space, cost_fn, limit)}
     for _ in range(draws_per_slot * size):
         if len(chosen) >= size:
             break

@@ -99,23 +99,14 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     return SearchOutcome(run_dir=run_dir, final_rows=final_rows, generations=list(searcher.population.generation_stats))
 
 
-def uniform_candidates(space, cost_fn, limit: float) -> list[tuple[int, ...]]:
-    """For every uniform bit-width combination, the least-pruned uniform genome that fits the budget
-    (more pruning at the same bits only costs accuracy)."""
-    least_pruned: dict[tuple, tuple[int, ...]] = {}
-    for genome in space.uniform_genomes():
-        bits = tuple(g for i, g in enumerate(genome) if i % 3)
-        if cost_fn(genome) <= limit and (bits not in least_pruned or genome[0] < least_pruned[bits][0]):
-            least_pruned[bits] = genome
-    return sorted(least_pruned.values())
-
-
 def best_uniform(prep: Prepared, population, trainable, *, slots: int, log: Callable) -> tuple | None:
-    """Screen the uniform policies within budget with the same short fine-tune as a search trial
-    (reusing the search's results where it evaluated them) and return the best by validation accuracy."""
+    """The best uniform policy within budget by validation accuracy, each fine-tuned as one search
+    trial. Generation 0 evaluates them all (evo.repair.initial_genomes); any the search did not
+    evaluate (a resumed older run) are screened here."""
     from evo.genome import genome_key
+    from evo.repair import least_pruned_uniforms
 
-    candidates = uniform_candidates(prep.space, prep.cost_fn, prep.limit)
+    candidates = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
     if not candidates:
         return None
     known = {tuple(r["genome"]): r["accuracy"] for r in population.history if not r["failed"]}

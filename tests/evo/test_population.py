@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from evo.repair import least_pruned_uniforms
 from evo.population import FINISHED, Candidate, Population
 from evo.selection import ConstrainedFitness, pareto_front
 from evo.space import SearchSpace
@@ -70,12 +71,14 @@ def test_full_run_bookkeeping():
     stats = population.generation_stats
     assert [row["generation"] for row in stats] == [0, 1, 2, 3]
     assert [row["trials"] for row in stats] == [sum(1 for *_, gen in asked if gen == g) for g in range(4)]
-    assert all(row["trials"] == 8 and row["failed"] == 0 and row["feasible_fraction"] == 1.0 for row in stats)
+    first = max(len(least_pruned_uniforms(SPACE, cost, LIMIT)), 8)  # every strong uniform, then random ones
+    assert [row["trials"] for row in stats] == [first, 8, 8, 8]
+    assert all(row["failed"] == 0 and row["feasible_fraction"] == 1.0 for row in stats)
     hypervolumes = [row["hypervolume"] for row in stats]
     assert hypervolumes == sorted(hypervolumes) and hypervolumes[0] > 0
     best = [row["best_feasible_accuracy"] for row in stats]
     assert best == sorted(best)
-    assert len(population.history) == len(asked) == 32
+    assert len(population.history) == len(asked) == first + 24
     assert set(population.history[0]) == {"genome", "accuracy", "cost", "violation", "generation", "failed",
                                            "from_cache"}
     assert len(population.parents) == 8
@@ -95,8 +98,8 @@ def test_front_is_the_feasible_non_dominated_set_of_everything_evaluated():
     assert population.generation_stats[-1]["best_feasible_accuracy"] == max(r["accuracy"] for r in front)
 
 
-def test_generation_zero_starts_with_every_uniform_that_fits():
-    fitting = [g for g in SPACE.uniform_genomes() if cost(g) <= LIMIT // 8]
+def test_generation_zero_starts_with_every_least_pruned_uniform_that_fits():
+    fitting = least_pruned_uniforms(SPACE, cost, LIMIT // 8)
     assert 0 < len(fitting) < len(SPACE.uniform_genomes())
     population = make(limit=LIMIT // 8, population_size=len(fitting) + 4, generations=1)
     first = [population.ask() for _ in range(len(fitting) + 4)]
@@ -106,16 +109,20 @@ def test_generation_zero_starts_with_every_uniform_that_fits():
     assert population.ask() is None
 
 
-def test_too_many_fitting_uniforms_are_thinned_over_the_cost_range():
-    fitting = sorted((g for g in SPACE.uniform_genomes() if cost(g) <= LIMIT), key=cost)
-    population = make(population_size=6, generations=1)
-    first = [population.ask().genome for _ in range(6)]
-    assert len(fitting) > 6 and set(first) <= set(fitting)
-    assert fitting[0] in first and fitting[-1] in first
+def test_more_uniforms_than_the_population_are_all_evaluated_then_survival_trims():
+    fitting = least_pruned_uniforms(SPACE, cost, LIMIT)
+    population = make(population_size=6, generations=2)
+    first = []
+    while (candidate := population.ask()) is not None:
+        first.append(candidate)
+    assert len(fitting) > 6 and [c.genome for c in first] == fitting
+    for c in first:
+        population.tell(c.ask_id, accuracy(c.genome), cost(c.genome))
+    assert len(population.parents) == 6
 
 
 def test_ask_waits_for_out_of_order_results_then_opens_the_next_generation():
-    population = make(population_size=4, generations=2)
+    population = make(population_size=4, generations=2, limit=LIMIT // 32)  # one uniform fits
     generation0 = [population.ask() for _ in range(4)]
     assert all(isinstance(c, Candidate) and c.generation == 0 for c in generation0)
     assert population.ask() is None and population.pending == 4
@@ -138,12 +145,13 @@ def test_tell_rejects_unknown_and_repeated_ask_ids():
 
 
 def test_failed_and_nan_results_are_infeasible_and_counted():
-    population = make(population_size=4, generations=1)
+    population = make(population_size=4, generations=1, limit=LIMIT // 32)  # one uniform fits
     candidates = [population.ask() for _ in range(4)]
-    population.tell(candidates[0].ask_id, math.nan, 10.0)
-    population.tell(candidates[1].ask_id, 0.9, 10.0, failed=True)
-    population.tell(candidates[2].ask_id, 0.7, LIMIT * 1.5)  # the trial measured more than predicted
-    population.tell(candidates[3].ask_id, 0.6, 10.0)
+    within = population.limit / 2
+    population.tell(candidates[0].ask_id, math.nan, within)
+    population.tell(candidates[1].ask_id, 0.9, within, failed=True)
+    population.tell(candidates[2].ask_id, 0.7, population.limit * 1.5)  # the trial measured more than predicted
+    population.tell(candidates[3].ask_id, 0.6, within)
     violations = [r["violation"] for r in population.history]
     assert violations == [math.inf, math.inf, pytest.approx(0.5), 0.0]
     assert [r["failed"] for r in population.history] == [True, True, False, False]
@@ -164,7 +172,7 @@ def test_an_exhausted_space_is_answered_from_the_cache():
     assert len(population.generation_stats) == 5
     cached = [r for r in population.history if r["from_cache"]]
     assert cached and sum(row["cached"] for row in population.generation_stats) == len(cached)
-    assert all(r["genome"] in genomes and r["generation"] >= 2 for r in cached)
+    assert all(r["genome"] in genomes and r["generation"] >= 1 for r in cached)  # generation 0 is never cached
     assert population.generation_stats[-1]["trials"] == 0
 
 

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evo.repair import check_reachable, cheapest_genome, compressing_moves, initial_genomes, repair
+from evo.repair import (check_reachable, cheapest_genome, compressing_moves, initial_genomes, least_pruned_uniforms,
+                        repair)
 from evo.space import SearchSpace
 
 
@@ -92,24 +93,29 @@ def test_repair_rejects_nan_cost_and_bad_limits():
         repair((0, 1, 1), TINY, TINY_COST, 10)
 
 
-def test_initial_genomes_start_with_the_fitting_uniforms_then_repaired_random_ones():
+def test_least_pruned_uniforms_keep_one_per_bit_combination():
     # fitting uniforms of TINY at limit 200: every uniform with (1 - s) * bw * ba * 11 <= 200
-    uniforms = [g for g in TINY.uniform_genomes() if TINY_COST(g) <= 200]
-    assert uniforms == [(0, 0, 0) * 2, (1, 0, 0) * 2, (1, 0, 1) * 2, (1, 1, 0) * 2]
+    fitting = [g for g in TINY.uniform_genomes() if TINY_COST(g) <= 200]
+    assert fitting == [(0, 0, 0) * 2, (1, 0, 0) * 2, (1, 0, 1) * 2, (1, 1, 0) * 2]
+    # 4/4 bits fit unpruned, so its 50%-pruned twin (1, 0, 0) is no baseline worth training
+    assert least_pruned_uniforms(TINY, TINY_COST, 200) == [(0, 0, 0) * 2, (1, 0, 1) * 2, (1, 1, 0) * 2]
+    assert least_pruned_uniforms(TINY, TINY_COST, 10) == []
+
+
+def test_initial_genomes_start_with_the_least_pruned_uniforms_then_repaired_random_ones():
+    uniforms = least_pruned_uniforms(TINY, TINY_COST, 200)
     start = initial_genomes(TINY, TINY_COST, 200, 10, random.Random(0))
-    assert start[:4] == [(g, False) for g in uniforms]
+    assert start[:3] == [(g, False) for g in uniforms]
     genomes = [g for g, _ in start]
     assert len(genomes) == len(set(genomes)) == 10 and all(TINY_COST(g) <= 200 for g in genomes)
-    assert any(repaired for _, repaired in start[4:])
+    assert any(repaired for _, repaired in start[3:])
     assert start == initial_genomes(TINY, TINY_COST, 200, 10, random.Random(0))
 
 
-def test_initial_genomes_thin_too_many_uniforms_over_the_cost_range():
-    fitting = sorted((g for g in TINY.uniform_genomes() if TINY_COST(g) <= 704), key=TINY_COST)
-    assert len(fitting) == 8
-    assert initial_genomes(TINY, TINY_COST, 704, 3, random.Random(0)) == [
-        (fitting[0], False), (fitting[4], False), (fitting[7], False)]  # round(0), round(3.5), round(7)
-    assert initial_genomes(TINY, TINY_COST, 704, 1, random.Random(0)) == [(fitting[0], False)]
+def test_initial_genomes_keep_every_least_pruned_uniform_past_the_size():
+    uniforms = least_pruned_uniforms(TINY, TINY_COST, 704)
+    assert len(uniforms) == 4  # 4/4, 4/8, 8/4, 8/8 bits all fit unpruned at 704
+    assert initial_genomes(TINY, TINY_COST, 704, 2, random.Random(0)) == [(g, False) for g in uniforms]
 
 
 def test_check_reachable_names_the_cheapest_cost():
