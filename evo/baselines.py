@@ -8,14 +8,14 @@ the fine-tuned ones) and pareto.parquet (the final rows). No over-budget policy 
 
 - uniform: every uniform policy of the space within the budget (the least-pruned one per bit
   pair, ``evo.repair.least_pruned_uniforms``), screened as one Tune grid.
-- random: Tune's built-in ``BasicVariantGenerator`` over ``population x generations`` samples;
+- random: Tune's built-in ``BasicVariantGenerator`` over as many samples as evo search trains;
   each sample is a seeded random genome passed through ``evo.repair.repair``, the repair evo
   applies to its offspring, and drawn again when it repeats an earlier sample.
 - optuna: Tune's ``OptunaSearch`` with Optuna's constrained ``NSGAIISampler`` over one
   categorical index per gene. Optuna must be told the point it asked, so an over-budget
   suggestion (or a repeat of a finished genome) is told back at once, before any trial
   starts: accuracy 0 at its cost with constraint cost/limit - 1 > 0 (a repeat: its earlier
-  result). ``population x generations`` trials are trained; run.yaml counts the rest.
+  result). As many trials as evo search trains are trained; run.yaml counts the rest.
 
 Then, as in `evo search`, the most accurate policies of the screened Pareto front are
 fine-tuned ``final_steps`` and evaluated once on the test split.
@@ -134,14 +134,21 @@ def repaired_random_sampler(space, cost_fn: Callable, limit: float, rng: random.
     return draw
 
 
+def search_trials(prep: Prepared) -> int:
+    """The number of trials `evo search` trains with the same settings (evo.population.planned_trials)."""
+    from evo.population import planned_trials
+
+    return planned_trials(prep.space, prep.cost_fn, prep.limit, prep.cfg.population, prep.cfg.generations)
+
+
 def _tune_screen(prep: Prepared, trainable, slots: int, method: str, **tuner_args) -> list[dict]:
-    """population x generations trials through Tune; each row is written as its trial ends."""
+    """As many trials through Tune as `evo search` trains; each row is written as its trial ends."""
     from evo.tuner import build_tuner
 
     cfg = prep.cfg
     rows = RowStreamer(prep, method)
     build_tuner(trainable, run_dir=prep.run_dir, experiment=f"{method}-{int(time.time())}", max_concurrent=slots,
-                max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=cfg.population * cfg.generations,
+                max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=search_trials(prep),
                 callbacks=[rows], **tuner_args).fit()
     return rows.rows
 
@@ -151,8 +158,7 @@ def screen_random(prep: Prepared, trainable, slots: int, log: Callable) -> tuple
 
     cfg = prep.cfg
     sampler = repaired_random_sampler(prep.space, prep.cost_fn, prep.limit, random.Random(cfg.seed))
-    log(f"random: {cfg.population * cfg.generations} repaired random policies (population x generations), "
-        f"{slots} at once")
+    log(f"random: {search_trials(prep)} repaired random policies (as many as evo search trains), {slots} at once")
     rows = _tune_screen(prep, trainable, slots, "random", search_alg=None,
                         param_space={"item": tune.sample_from(sampler)})
     return rows, {"trials": len(rows)}
@@ -161,7 +167,7 @@ def screen_random(prep: Prepared, trainable, slots: int, log: Callable) -> tuple
 def screen_optuna(prep: Prepared, trainable, slots: int, log: Callable) -> tuple[list[dict], dict]:
     cfg = prep.cfg
     searcher = AffordableOptuna(prep.space, prep.cost_fn, prep.limit, population=cfg.population, seed=cfg.seed)
-    log(f"optuna: NSGA-II (population {cfg.population}, seed {cfg.seed}), {cfg.population * cfg.generations} "
+    log(f"optuna: NSGA-II (population {cfg.population}, seed {cfg.seed}), {search_trials(prep)} "
         f"trials, {slots} at once")
     rows = _tune_screen(prep, trainable, slots, "optuna", search_alg=searcher)
     log(f"optuna: {searcher.over_budget} over-budget and {searcher.repeats} repeated suggestions told back "

@@ -59,6 +59,17 @@ class Evaluation(NamedTuple):
     from_cache: bool = False
 
 
+def planned_trials(space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
+                   population_size: int, generations: int) -> int:
+    """How many trials a search trains when no slot is answered from the cache: generation 0 holds
+    every least-pruned uniform genome (at least ``population_size`` genomes), later generations
+    ``population_size`` offspring each. Baselines get the same number, so trial budgets match."""
+    from evo.repair import least_pruned_uniforms
+
+    first = max(len(least_pruned_uniforms(space, cost_fn, limit)), population_size)
+    return first + population_size * (generations - 1)
+
+
 def _json_float(value: float):
     return value if math.isfinite(value) else str(value)  # "nan" / "inf": strict JSON has neither
 

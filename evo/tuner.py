@@ -85,17 +85,31 @@ def check_storage_shared(run_dir: Path) -> None:
         refs = [_read_marker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
             str(marker)) for node in others]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=STORAGE_CHECK_SECONDS)
-        answers = [ray.get(ref) if ref in ready else None for ref in refs]
+        answers = [_answer(ref) if ref in ready else None for ref in refs]
     finally:
         marker.unlink(missing_ok=True)
         _remove_empty_up_to(run_dir, first_made)
     blind = [f"{node[:12]} ({'cannot read it' if ref in ready else f'no answer in {STORAGE_CHECK_SECONDS:g} s'})"
-             for node, ref, answer in zip(others, refs, answers) if answer != token]
+             for node, ref, answer in zip(others, refs, answers) if answer not in (token, _NODE_GONE)]
     if blind:
         raise ValueError(f"--storage {run_dir.parent}: not shared between the cluster's nodes; node(s) "
                          f"{', '.join(blind)} do not see {run_dir} from the driver's node. Mount one shared folder "
                          "(e.g. NFS) at the same path on every node and pass it as --storage "
                          "(see clusters/local-multinode.md)")
+
+
+_NODE_GONE = object()
+
+
+def _answer(ref):
+    """The marker a node read, or _NODE_GONE for a node that left the cluster after ray.nodes()
+    listed it (its trials cannot run there either, so it has no storage to check)."""
+    from ray.exceptions import TaskUnschedulableError
+
+    try:
+        return ray.get(ref)
+    except TaskUnschedulableError:
+        return _NODE_GONE
 
 
 def _remove_empty_up_to(path: Path, top: Path | None) -> None:

@@ -97,6 +97,9 @@ def test_search_survives_losing_a_worker_node(cluster, tmp_path):
     assert len(on_worker) >= 1
     assert (on_worker.finished_at < removed["at"] + 1.0).all()
     assert (trials[trials.finished_at > removed["at"] + 1.0].node_id != worker.node_id).all()
+    deadline = time.time() + 60  # the GCS marks a killed node dead after its health checks fail
+    while sum(n["Alive"] for n in ray.nodes()) != 1 and time.time() < deadline:
+        time.sleep(1)
     assert len(ray.nodes()) == 2 and sum(n["Alive"] for n in ray.nodes()) == 1
 
 

@@ -46,7 +46,9 @@ class Times:
 
 
 def test_two_slots_run_two_trials_at_once(local_ray, tmp_path):
-    space = SearchSpace(layer_names=("a", "b"))
+    # four genomes in all (weight bits 4 or 8 per layer), two of them uniform: generation 0 is all four
+    space = SearchSpace(layer_names=("a", "b"), sparsity_choices=(0.0,), weight_bit_choices=(4, 8),
+                        activation_bit_choices=(8,))
     pop = Population(space=space, cost_fn=lambda g: 1.0, limit=2.0, population_size=4, generations=1, seed=0)
     times = Times()
     searcher = EvoSearcher(pop, decode=space.decode, cost_fn=lambda g: 1.0, listener=times)
