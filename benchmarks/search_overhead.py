@@ -79,9 +79,6 @@ def orchestration(trial_seconds: float, population: int, generations: int, slots
     searcher = EvoSearcher(pop, decode=space.decode, cost_fn=cost, listener=totals)
     trainable = tune.with_resources(busy_trial, {"cpu": 1})
 
-    class WithSeconds(EvoSearcher):
-        pass
-
     original_suggest = searcher.suggest
 
     def suggest(trial_id):

@@ -21,10 +21,10 @@ from hardware.cost import total_costs
 from hardware.specs import LayerSpec
 
 from .knapsack import ADMMSettings
+from .worker import free_accelerator_memory, worker_tensors
 
 COST_KEYS = ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits", "size_bits_honest", "size_vs_fp32",
              "energy_pj", "latency_s", "nnz")
-_TENSOR_CACHE: dict = {}  # per worker process: a reused actor does not copy the dataset again
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def admm_trial(config: dict, *, data, base_state: dict, specs_json: str, setting
              "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     try:
         set_torch_threads()  # Ray sets OMP_NUM_THREADS to the trial's CPUs; more threads only contend
-        splits = _tensors(data)
+        splits = worker_tensors(data)
         final.update(run_admm_trial(run, splits=splits, base_state=base_state, specs=specs_from_json(specs_json),
                                     settings=settings, report=tune.report))
         bad = [key for key in ("accuracy", "loss") if not math.isfinite(final[key])]
@@ -101,25 +101,6 @@ def admm_trial(config: dict, *, data, base_state: dict, specs_json: str, setting
         final.update(failed=1, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:],
                      accuracy=float("nan"))
     finally:
-        _free_accelerator_memory()
+        free_accelerator_memory()
     final["wall_seconds"] = time.perf_counter() - started
     tune.report(final)
-
-
-def _tensors(data):
-    from trainables.data import to_tensors
-    from trainables.device import default_device
-
-    device = default_device()
-    key = (data.name, data.train_x.shape, data.val_x.shape, float(data.train_x[:4].sum()), str(device))
-    if key not in _TENSOR_CACHE:
-        _TENSOR_CACHE.clear()
-        _TENSOR_CACHE[key] = to_tensors(data, device)
-    return _TENSOR_CACHE[key]
-
-
-def _free_accelerator_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from hardware.cost import total_costs
 from hardware.policy import Policy
 from hardware.specs import LayerSpec
+from hardware.targets import load_target
+from trainables.worker import free_accelerator_memory, worker_tensors
 
-# Tensors made from the object-store arrays, kept per worker process so a reused actor
-# (reuse_actors=True) does not copy the dataset again for every trial.
-_TENSOR_CACHE: dict = {}
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class TrialSettings:
 
 
 def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
-                    final: bool, device=None) -> dict:
+                    final: bool) -> dict:
     """Apply, fine-tune and evaluate one policy; return every metric a trial reports."""
     import torch
 
@@ -65,7 +64,7 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     if final:
         test = evaluate(model, splits.test_x, splits.test_y)
         metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
-    costs = total_costs(specs, policy, _target(settings.target))
+    costs = total_costs(specs, policy, load_target(settings.target))
     metrics.update({k: costs[k] for k in ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits",
                                           "size_bits_honest", "size_vs_fp32", "energy_pj", "latency_s", "nnz")})
     cost = float(costs[settings.budget_metric])
@@ -81,24 +80,16 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
     from ray import tune
 
     from hardware.specs import specs_from_json
-    from trainables.device import default_device
-    from trainables.data import to_tensors
 
     config = config.get("item", config)
     started = time.perf_counter()
     report = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     try:
-        device = default_device()
-        # The object store hands every trial a fresh view of the same arrays: key on content facts.
-        key = (data.name, data.train_x.shape, data.val_x.shape, float(data.train_x[:4].sum()), str(device))
-        if key not in _TENSOR_CACHE:
-            _TENSOR_CACHE.clear()
-            _TENSOR_CACHE[key] = to_tensors(data, device)
-        splits = _TENSOR_CACHE[key]
+        splits = worker_tensors(data)
         policy = Policy.from_dict(config["policy"])
         specs = specs_from_json(specs_json)
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
-                                  final=config.get("phase") == "final", device=device)
+                                  final=config.get("phase") == "final")
         report.update(metrics)
         bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
         report["failed"] = 1 if bad else 0
@@ -107,24 +98,6 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         report.update(failed=1, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:],
                       accuracy=float("nan"))
     finally:
-        _free_accelerator_memory()
+        free_accelerator_memory()
     report["wall_seconds"] = time.perf_counter() - started
     tune.report(report)
-
-
-def _free_accelerator_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-_TARGETS: dict = {}
-
-
-def _target(name: str):
-    from hardware.targets import load_target
-
-    if name not in _TARGETS:
-        _TARGETS[name] = load_target(name)
-    return _TARGETS[name]

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
+from cli_runner import run_evo
 import pyarrow as pa
 import pytest
 import yaml
@@ -183,16 +181,12 @@ def test_read_run_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 
 # -- real runs through the command line (Ray) -------------------------------------------------
-EVO = [sys.executable, "-m", "evo.cli"]
+
+
 TINY = {"model": "mlp", "dataset": "digits", "budget": "bops=1/256", "target": "bitserial", "population": 4,
         "generations": 2, "fine_tune_steps": 20, "final_steps": 40, "batch_size": 64, "lr": 0.05,
         "sparsity_choices": [0.0, 0.5, 0.8, 0.95], "weight_bit_choices": [2, 4, 8],
         "activation_bit_choices": [2, 4, 8]}
-
-
-def run_evo(args, cwd, timeout=300):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(EVO + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

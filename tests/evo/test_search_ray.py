@@ -7,22 +7,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
+from cli_runner import EVO, run_evo
 import pytest
 import yaml
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-EVO = [sys.executable, "-m", "evo.cli"]
-
-
-def run_evo(args, cwd, timeout=420):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(EVO + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

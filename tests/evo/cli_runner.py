@@ -1,0 +1,14 @@
+"""Run the `evo` command line as a real subprocess (what a user types), for the Ray tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+EVO = [sys.executable, "-m", "evo.cli"]
+
+
+def run_evo(args, cwd, timeout=420):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(EVO + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)

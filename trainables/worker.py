@@ -1,0 +1,29 @@
+"""Per-worker-process state shared by the Ray trainables (policy trials, ADMM trials)."""
+
+from __future__ import annotations
+
+# Tensors made from the object-store arrays, kept per worker process so a reused actor
+# (reuse_actors=True) does not copy the dataset to the device again for every trial.
+_TENSOR_CACHE: dict = {}
+
+
+def worker_tensors(data):
+    """``data`` (a numpy DataSplits from the object store) as tensors on this worker's device."""
+    from trainables.data import to_tensors
+    from trainables.device import default_device
+
+    device = default_device()
+    # The object store hands every trial a fresh view of the same arrays: key on content facts.
+    key = (data.name, data.train_x.shape, data.val_x.shape, float(data.train_x[:4].sum()), str(device))
+    if key not in _TENSOR_CACHE:
+        _TENSOR_CACHE.clear()
+        _TENSOR_CACHE[key] = to_tensors(data, device)
+    return _TENSOR_CACHE[key]
+
+
+def free_accelerator_memory() -> None:
+    """Hand cached CUDA blocks back between trials (a reused actor outlives its trial)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
