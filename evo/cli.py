@@ -137,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
     try:
         return handler(args)
-    except ValueError as err:
+    except ValueError as err:  # bad input: nothing was written
         print(f"evo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a run that could not finish (it says how to go on)
+        print(f"evo {args.command}: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"evo {args.command}: interrupted; a search continues with --resume", file=sys.stderr)
         return 130
