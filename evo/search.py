@@ -50,8 +50,13 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     from hardware.specs import specs_to_json
     from trainables.policy_trial import TrialSettings
 
-    population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit, population_size=cfg.population,
-                            generations=cfg.generations, seed=cfg.seed, crossover_prob=cfg.crossover_prob)
+    saved = json.loads((run_dir / STATE_FILE).read_text()) if resume and (run_dir / STATE_FILE).exists() else None
+    if saved is None:
+        population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
+                                population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
+                                crossover_prob=cfg.crossover_prob)
+    else:  # generation 0 is not bred again just to be replaced by the saved state
+        population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
     recorder = SearchRecorder(run_dir, method="evo", seed=cfg.seed, target=prep.target.name, budget=cfg.budget,
                               decode=prep.space.decode, log=log)
     metrics = MetricsListener.start(cfg.name)  # the Ray dashboard's view of the search
@@ -59,10 +64,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
                            listener=FanOut(recorder, metrics))
     recorder.state_fn = searcher.get_state
     experiment = "tune"
-    if resume and (run_dir / STATE_FILE).exists():
-        state = json.loads((run_dir / STATE_FILE).read_text())
-        searcher.set_state(state)
-        recorder.restore_counts(state.get("recorder", {}))
+    if saved is not None:
+        recorder.restore_counts(saved.get("recorder", {}))
         metrics.restore(trials_finished=recorder.trials_total, trials_failed=recorder.failed_total,
                         generation_stats=searcher.population.generation_stats)
         experiment = f"tune-resume-{len(list(run_dir.glob('tune-resume-*'))) + 1}"
