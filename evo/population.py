@@ -27,7 +27,7 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 from evo.operators import crossover, mutate
 from evo.repair import check_reachable, initial_genomes, repair
@@ -146,6 +146,45 @@ class Population:
         self._record(Evaluation(candidate.genome, accuracy, cost, self._violation(cost, failed),
                                 self.generation, failed))
         self._close_while_empty()
+
+    def replay(self, results: Sequence[tuple[Sequence[int], float, float, bool]]) -> None:
+        """Tell results logged after this state was saved, in the order they were first told:
+        ``(genome, accuracy, cost, failed)``, each genome waiting in the queue of the generation
+        it belongs to. The generations they close are bred exactly as they were the first time.
+
+        A generation's results are taken from the queue in one pass (O(n) per generation).
+        """
+        done = 0
+        while done < len(results):
+            if self._finished or not self._queue or self._pending:
+                raise ValueError(f"{len(results) - done} logged results left but generation {self.generation} "
+                                 "has none waiting: the log does not belong to this state")
+            batch = [(tuple(genome), accuracy, cost, failed)
+                     for genome, accuracy, cost, failed in results[done:done + len(self._queue)]]
+            wanted = {item[0] for item in batch}
+            if len(wanted) != len(batch):
+                raise ValueError(f"the log repeats a genome of generation {self.generation}")
+            taken, rest = {}, deque()
+            for entry in self._queue:
+                if entry[0] in wanted and entry[0] not in taken:
+                    taken[entry[0]] = entry
+                else:
+                    rest.append(entry)
+            missing = [list(genome) for genome in wanted if genome not in taken]
+            if missing:
+                raise ValueError(f"logged genome {missing[0]} is not waiting in generation {self.generation}: "
+                                 "the log does not belong to this state")
+            self._queue = rest
+            ask_ids = {}
+            for genome, _, _, _ in batch:
+                _, repaired, ask_id = taken[genome]
+                if ask_id is None:
+                    ask_id, self._next_ask_id = self._next_ask_id, self._next_ask_id + 1
+                ask_ids[genome] = ask_id
+                self._pending[ask_id] = Candidate(genome, self.generation, repaired, ask_id)
+            for genome, accuracy, cost, failed in batch:
+                self.tell(ask_ids[genome], accuracy, cost, failed=failed)
+            done += len(batch)
 
     @property
     def pending(self) -> int:

@@ -1,7 +1,13 @@
 """What the driver writes while a search runs: one Parquet part per finished trial, one
-``generations.parquet`` row and one progress line per generation, and the search state file
-that ``evo search --resume`` continues from (written after every result, atomically, so a
-killed driver loses no finished trial)."""
+``generations.parquet`` row and one progress line per generation, and what ``evo search
+--resume`` continues from:
+
+* ``search_state.json``: the whole search state, written atomically when the search starts
+  and at every generation close (O(evaluated genomes), so not per result);
+* ``search_log.jsonl``: one line per result told since then (O(1) per result), emptied after
+  each state write. ``--resume`` loads the state and replays the log
+  (``Population.replay``), so a killed driver loses no finished trial.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from evo.genome import genome_key
 from evo.results import GENERATION_SCHEMA, TRIAL_SCHEMA, PartWriter, write_json_atomic
 
 STATE_FILE = "search_state.json"
+LOG_FILE = "search_log.jsonl"
 
 
 class SearchRecorder:
@@ -41,9 +48,9 @@ class SearchRecorder:
     def on_evaluated(self, trial_id: str, candidate, result: dict | None, failed: bool, error: str) -> None:
         key = genome_key(candidate.genome)
         if key in self._written:
-            # A driver killed between writing this row and saving the state re-runs the trial on
-            # --resume; the row written the first time stands.
-            self.save_state()
+            # A driver killed between writing this row and logging the result re-runs the trial
+            # on --resume; the row written the first time stands.
+            self._log_result(candidate, result, failed)
             return
         row = dict(result or {})
         row.update(
@@ -59,14 +66,29 @@ class SearchRecorder:
         seconds = row.get("compute_seconds")
         if isinstance(seconds, (int, float)) and math.isfinite(seconds):
             self.compute_seconds += seconds
-        self.save_state()
+        self._log_result(candidate, result, failed)
+
+    def _counts(self) -> dict:
+        return {"elapsed": self.elapsed(), "trials_total": self.trials_total,
+                "failed_total": self.failed_total, "compute_seconds": self.compute_seconds}
+
+    def _log_result(self, candidate, result: dict | None, failed: bool) -> None:
+        accuracy = None if failed or result is None else result.get("accuracy")
+        line = {"genome": list(candidate.genome), "generation": candidate.generation, "failed": bool(failed),
+                "accuracy": accuracy if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) else None,
+                "recorder": self._counts()}
+        with open(self.run_dir / LOG_FILE, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
 
     def save_state(self) -> None:
+        """The whole state, then an empty log (a state newer than the log's lines is detected
+        on load by their generation, so a kill between the two steps is harmless)."""
         if self.state_fn is not None:
             state = self.state_fn()
-            state["recorder"] = {"elapsed": self.elapsed(), "trials_total": self.trials_total,
-                                 "failed_total": self.failed_total, "compute_seconds": self.compute_seconds}
+            state["recorder"] = self._counts()
             write_json_atomic(self.run_dir / STATE_FILE, state)
+            with open(self.run_dir / LOG_FILE, "w"):
+                pass
 
     def restore_counts(self, saved: dict) -> None:
         from evo.results import read_table
@@ -78,6 +100,17 @@ class SearchRecorder:
         self.failed_total = saved.get("failed_total", 0)
         self.compute_seconds = saved.get("compute_seconds", 0.0)
 
+    def catch_up(self, generation_stats: list[dict]) -> None:
+        """Write the rows of generations closed but not written before a restart (a generation
+        closed by the log's replay, or a kill between closing one and writing its row)."""
+        from evo.results import read_table
+
+        table = read_table(self.run_dir / "generations.parquet", GENERATION_SCHEMA)
+        written = set(table.column("generation").to_pylist())
+        for stats in generation_stats:
+            if stats["generation"] not in written:
+                self.on_generation(stats)
+
     def on_generation(self, stats: dict) -> None:
         now = time.time()
         row = dict(stats)
@@ -85,7 +118,38 @@ class SearchRecorder:
                    compute_seconds_total=self.compute_seconds, elapsed=self.elapsed())
         self._generation_started = now
         self.generations.append([row])
+        self.save_state()
         self._log(format_generation(row))
+
+
+def load_saved(run_dir: Path) -> tuple[dict, list[dict]] | None:
+    """The saved state and the logged results that came after it, or None if there is no state.
+
+    A log line from an earlier generation than the state's (a kill between writing the state and
+    emptying the log) is already in the state; a torn last line (a kill mid-write) is dropped.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / STATE_FILE).exists():
+        return None
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    if state["population"].get("finished"):
+        return state, []
+    generation = state["population"]["generation"]
+    lines = (run_dir / LOG_FILE).read_text().splitlines() if (run_dir / LOG_FILE).exists() else []
+    entries = []
+    for number, text in enumerate(lines, start=1):
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{run_dir / LOG_FILE}: line {number} is not JSON; the run cannot be resumed "
+                             "from it") from None
+        if entry["generation"] >= generation:
+            entries.append(entry)
+    if entries:
+        state["recorder"] = entries[-1]["recorder"]
+    return state, entries
 
 
 def format_generation(row: dict) -> str:

@@ -5,13 +5,14 @@ run folder and print the front."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from evo.config import SearchConfig
 from evo.prepare import Prepared, prepare
-from evo.recorder import STATE_FILE, SearchRecorder
+from evo.recorder import SearchRecorder, load_saved
 from evo.results import TRIAL_SCHEMA, GENERATION_SCHEMA, PartWriter, compact, versions, write_yaml_atomic
 
 PARETO_SCHEMA = TRIAL_SCHEMA
@@ -50,13 +51,17 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     from hardware.specs import specs_to_json
     from trainables.policy_trial import TrialSettings
 
-    saved = json.loads((run_dir / STATE_FILE).read_text()) if resume and (run_dir / STATE_FILE).exists() else None
-    if saved is None:
+    loaded = load_saved(run_dir) if resume else None
+    saved = None
+    if loaded is None:
         population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
                                 population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
                                 crossover_prob=cfg.crossover_prob)
     else:  # generation 0 is not bred again just to be replaced by the saved state
+        saved, logged = loaded
         population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
+        population.replay([(entry["genome"], math.nan if entry["accuracy"] is None else entry["accuracy"],
+                            prep.cost_fn(tuple(entry["genome"])), entry["failed"]) for entry in logged])
     recorder = SearchRecorder(run_dir, method="evo", seed=cfg.seed, target=prep.target.name, budget=cfg.budget,
                               decode=prep.space.decode, log=log)
     metrics = MetricsListener.start(cfg.name)  # the Ray dashboard's view of the search
@@ -66,11 +71,13 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     experiment = "tune"
     if saved is not None:
         recorder.restore_counts(saved.get("recorder", {}))
+        recorder.catch_up(searcher.population.generation_stats)
         metrics.restore(trials_finished=recorder.trials_total, trials_failed=recorder.failed_total,
                         generation_stats=searcher.population.generation_stats)
         experiment = f"tune-resume-{len(list(run_dir.glob('tune-resume-*'))) + 1}"
         log(f"resuming: {recorder.trials_total} trials already evaluated, "
             f"{len(searcher.population.generation_stats)} generations closed")
+    recorder.save_state()  # the state --resume starts from (after a resume: with the log folded in)
 
     settings = TrialSettings(
         model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,

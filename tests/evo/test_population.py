@@ -219,6 +219,70 @@ def test_state_round_trip_continues_exactly(stop_after):
     assert any(r["failed"] for r in restored.history)
 
 
+class Journal:
+    """What evo.recorder keeps for --resume: the state at start and at each generation close,
+    and a log of the results told since (the population is driven through this wrapper)."""
+
+    def __init__(self, population):
+        self.population, self.cost_fn = population, population.cost_fn
+        self.snapshot, self.log, self.genomes = population.state(), [], {}
+
+    def ask(self):
+        item = self.population.ask()
+        if item is not None and item is not FINISHED:
+            self.genomes[item.ask_id] = item.genome
+        return item
+
+    def tell(self, ask_id, accuracy, cost, failed=False):
+        closed = len(self.population.generation_stats)
+        self.population.tell(ask_id, accuracy, cost, failed=failed)
+        self.log.append((self.genomes[ask_id], accuracy, cost, failed))
+        if len(self.population.generation_stats) > closed:
+            self.snapshot, self.log = json.loads(json.dumps(self.population.state())), []
+
+
+@pytest.mark.parametrize("stop_after", [1, 5, 12, 13, 20, 27, 31])
+def test_state_at_generation_close_plus_replayed_log_continues_exactly(stop_after):
+    uninterrupted, reference, told_reference = make(), [], []
+    drive(uninterrupted, reference, told_reference, with_failures=True)
+
+    journal, asked, told = Journal(make()), [], []
+    in_flight = drive(journal, asked, told, stop_after=stop_after, with_failures=True)
+    assert in_flight
+    restored = Population.from_state(journal.snapshot, cost_fn=cost)
+    restored.replay(journal.log)
+    now, replayed = journal.population.state(), restored.state()
+    for key in ("history", "generation_stats", "parents", "archive_front", "offspring", "rng", "generation"):
+        assert replayed[key] == now[key]
+    assert [g for g, _, _ in replayed["queue"]] == [g for g, _, _ in now["queue"]]  # in-flight ones first
+
+    drive(restored, [], [], with_failures=True)
+    for key in ("history", "generation_stats", "parents", "archive_front", "rng"):
+        assert restored.state()[key] == uninterrupted.state()[key]
+
+
+def test_replay_rejects_a_log_from_another_state():
+    population = make()
+    snapshot = population.state()
+    candidate = population.ask()
+    population.tell(candidate.ask_id, 0.5, cost(candidate.genome))
+    stranger = tuple(1 for _ in candidate.genome)
+    with pytest.raises(ValueError, match="not waiting in generation 0"):
+        Population.from_state(snapshot, cost_fn=cost).replay([(stranger, 0.5, cost(stranger), False)])
+    with pytest.raises(ValueError, match="repeats a genome"):
+        Population.from_state(snapshot, cost_fn=cost).replay([(candidate.genome, 0.5, 1.0, False)] * 2)
+    # a whole finished search's worth of results, then one more
+    done = Journal(make())
+    drive(done, [], [])
+    with pytest.raises(ValueError, match="logged results left"):
+        Population.from_state(make().state(), cost_fn=cost).replay(
+            [entry for entry in _all_results(done.population)] + [(candidate.genome, 0.5, 1.0, False)])
+
+
+def _all_results(population):
+    return [(r["genome"], r["accuracy"], r["cost"], r["failed"]) for r in population.history if not r["from_cache"]]
+
+
 def test_a_result_for_a_pending_genome_can_arrive_before_it_is_asked_again():
     population = make()
     first, second = population.ask(), population.ask()

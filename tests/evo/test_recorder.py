@@ -1,0 +1,89 @@
+"""The recorder's resume files: the state at each generation close plus a per-result log, and
+what load_saved makes of a log cut short at any point."""
+
+import json
+import math
+
+import pytest
+
+from evo.population import FINISHED, Population
+from evo.recorder import LOG_FILE, SearchRecorder, load_saved
+from evo.results import GENERATION_SCHEMA, TRIAL_SCHEMA, read_table
+from tests.evo.test_population import SPACE, accuracy, cost, make
+
+
+def recorder_for(population, run_dir):
+    recorder = SearchRecorder(run_dir, method="evo", seed=0, target="bitserial", budget="bops=1/8",
+                              decode=SPACE.decode, log=lambda *_: None)
+    recorder.state_fn = lambda: {"population": population.state()}
+    recorder.save_state()
+    return recorder
+
+
+def run(population, recorder, *, stop_after=None):
+    told = 0
+    while (item := population.ask()) is not FINISHED:
+        if stop_after is not None and told == stop_after:
+            return
+        closed = len(population.generation_stats)
+        population.tell(item.ask_id, accuracy(item.genome), cost(item.genome))
+        recorder.on_evaluated(f"t{item.ask_id}", item, {"accuracy": accuracy(item.genome), "compute_seconds": 1.0},
+                              False, "")
+        for stats in population.generation_stats[closed:]:
+            recorder.on_generation(stats)
+        told += 1
+
+
+def resumed(run_dir):
+    state, entries = load_saved(run_dir)
+    population = Population.from_state(state["population"], cost_fn=cost)
+    population.replay([(e["genome"], math.nan if e["accuracy"] is None else e["accuracy"],
+                        cost(tuple(e["genome"])), e["failed"]) for e in entries])
+    return population, state
+
+
+@pytest.mark.parametrize("stop_after", [0, 3, 17, 30])
+def test_state_and_log_resume_where_the_driver_stopped(tmp_path, stop_after):
+    population = make()
+    recorder = recorder_for(population, tmp_path)
+    run(population, recorder, stop_after=stop_after)
+    log_lines = (tmp_path / LOG_FILE).read_text().splitlines()
+    # emptied at each generation close: only this generation's results, never the whole history
+    assert len(log_lines) == stop_after - sum(s["trials"] for s in population.generation_stats)
+    again, state = resumed(tmp_path)
+    for key in ("history", "generation_stats", "parents", "rng"):
+        assert again.state()[key] == population.state()[key]
+    assert state["recorder"]["trials_total"] == stop_after
+    rows = read_table(tmp_path / "trials.parquet", TRIAL_SCHEMA).num_rows
+    assert rows == stop_after
+
+
+def test_a_torn_last_line_and_lines_older_than_the_state_are_dropped(tmp_path):
+    population = make()
+    recorder = recorder_for(population, tmp_path)
+    run(population, recorder, stop_after=5)
+    log = tmp_path / LOG_FILE
+    whole = log.read_text()
+    log.write_text(whole + '{"genome": [0, 1')  # killed mid-write
+    assert len(load_saved(tmp_path)[1]) == 5
+    older = json.loads(whole.splitlines()[0]) | {"generation": -1}
+    log.write_text(json.dumps(older) + "\n" + whole)  # killed between writing the state and emptying the log
+    assert len(load_saved(tmp_path)[1]) == 5
+    log.write_text("not json\n" + whole)
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        load_saved(tmp_path)
+
+
+def test_generations_closed_before_a_kill_get_their_rows_on_resume(tmp_path):
+    population = make()
+    recorder = recorder_for(population, tmp_path)
+    run(population, recorder)  # the whole search; now forget the last two generation rows
+    folder = tmp_path / "generations.parquet"
+    parts = sorted(folder.glob("part-*.parquet"))
+    for part in parts[-2:]:
+        part.unlink()
+    recorder.catch_up(population.generation_stats)
+    generations = read_table(folder, GENERATION_SCHEMA).column("generation").to_pylist()
+    assert sorted(generations) == list(range(4))
+    state, entries = load_saved(tmp_path)
+    assert state["population"]["finished"] and entries == [] and not (tmp_path / LOG_FILE).read_text()
