@@ -64,7 +64,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="join a running Ray cluster ('auto' or host:port)")
     p.add_argument("--gpus-per-trial", type=float, dest="gpus_per_trial")
     p.add_argument("--cpus-per-trial", type=float, dest="cpus_per_trial")
-    p.add_argument("--max-concurrent", type=int, dest="max_concurrent")
+    p.add_argument("--max-concurrent", type=int, dest="max_concurrent",
+                   help="trials at once (default: as many as the cluster holds at start; more: the extra "
+                        "trials wait for nodes that join, e.g. from the autoscaler)")
     p.add_argument("-v", "--verbose", type=int, choices=[0, 1, 2, 3], help="Ray Tune's own progress output")
 
 

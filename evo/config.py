@@ -52,7 +52,7 @@ class SearchConfig:
     # Ray
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    max_concurrent: int = 0  # 0: as many as the cluster's CPUs (or GPUs) allow
+    max_concurrent: int = 0  # 0: as many as the cluster's CPUs (or GPUs) hold at start; more: wait for nodes
     max_failures: int = 2  # retries of a trial whose worker died
     address: str | None = None  # None: a private local Ray; "auto": join the running cluster
     storage: str = "runs"

@@ -26,7 +26,8 @@ class SearchOutcome:
 
 
 def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> SearchOutcome:
-    from evo.tuner import build_tuner, check_address, check_storage_shared, concurrency, policy_trainable, start_ray
+    from evo.tuner import (build_tuner, check_address, check_storage_shared, concurrency, describe_slots,
+                           policy_trainable, start_ray)
 
     check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     prep = prepare(cfg, resume=resume, log=log)  # raises before anything is written or Ray starts
@@ -87,7 +88,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     )
     trainable = policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
                                  settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
-    log(f"search: population {cfg.population}, {cfg.generations} generations, {slots} concurrent trials, "
+    log(f"search: population {cfg.population}, {cfg.generations} generations, "
+        f"{describe_slots(slots, resources, cfg.cpus_per_trial, cfg.gpus_per_trial)}, "
         f"{cfg.fine_tune_steps} fine-tune steps per trial")
     if not searcher.population.is_finished:
         tuner = build_tuner(trainable, run_dir=run_dir, experiment=experiment, search_alg=searcher,

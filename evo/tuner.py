@@ -126,17 +126,29 @@ def _remove_empty_up_to(path: Path, top: Path | None) -> None:
 
 
 def concurrency(resources: dict, cpus_per_trial: float, gpus_per_trial: float, requested: int) -> int:
-    """How many trials fit the cluster at once (the slots a generation is spread over)."""
+    """How many trials run at once: ``requested`` when given, else as many as fit the cluster now.
+
+    A ``requested`` count above what fits is kept: the extra trials wait as pending Tune trials,
+    which an autoscaling cluster answers with more nodes, and run as those nodes join.
+    """
+    if gpus_per_trial > 0 and resources.get("GPU", 0) < gpus_per_trial:
+        raise ValueError(f"gpus_per_trial={gpus_per_trial} but the cluster has {resources.get('GPU', 0):g} GPUs; "
+                         "set gpus_per_trial: 0 to run on CPUs, or start a GPU worker first")
+    return requested if requested else fitting(resources, cpus_per_trial, gpus_per_trial)
+
+
+def fitting(resources: dict, cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials the cluster's resources hold at once now (at least one)."""
     if gpus_per_trial > 0:
-        gpus = resources.get("GPU", 0)
-        if gpus < gpus_per_trial:
-            raise ValueError(f"gpus_per_trial={gpus_per_trial} but the cluster has {gpus:g} GPUs; "
-                             "set gpus_per_trial: 0 to run on CPUs")
-        fit = int(gpus // gpus_per_trial)
-    else:
-        fit = int(resources.get("CPU", 1) // cpus_per_trial)
-    fit = max(1, fit)
-    return min(fit, requested) if requested else fit
+        return max(1, int(resources.get("GPU", 0) // gpus_per_trial))
+    return max(1, int(resources.get("CPU", 1) // cpus_per_trial))
+
+
+def describe_slots(slots: int, resources: dict, cpus_per_trial: float, gpus_per_trial: float) -> str:
+    """``"4 concurrent trials"``, and how many fit now when that is fewer."""
+    fit = fitting(resources, cpus_per_trial, gpus_per_trial)
+    return f"{slots} concurrent trials" + (f" ({fit} fit the cluster now; the rest wait for nodes)"
+                                           if slots > fit else "")
 
 
 def policy_trainable(*, data, base_state, specs_json: str, settings, cpus: float, gpus: float):

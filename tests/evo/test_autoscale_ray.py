@@ -1,0 +1,48 @@
+"""A node that joins a running search gets trials: with --max-concurrent above what the cluster
+holds at start, the extra trials wait as pending Tune trials (what an autoscaler scales up on)
+and run on the new node once it is there. Real Ray processes (ray.cluster_utils.Cluster)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from evo.config import SearchConfig
+from evo.search import run_search
+from tests.evo.test_fault_tolerance_ray import SMALL_SEARCH
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def test_a_node_that_joins_mid_search_runs_trials(tmp_path):
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # room for one trial
+    ray.init(address=cluster.address, logging_level="WARNING")
+    try:
+        cfg = SearchConfig(**SMALL_SEARCH, max_concurrent=2, address=cluster.address, storage=str(tmp_path),
+                           name="joined")
+        lines: list[str] = []
+        outcome: dict = {}
+        # the search runs in a thread: Cluster.add_node installs signal handlers, main thread only
+        search = threading.Thread(target=lambda: outcome.update(run=run_search(cfg, log=lines.append)), daemon=True)
+        search.start()
+        parts = cfg.run_dir / "trials.parquet"
+        deadline = time.time() + 120
+        while len(list(parts.glob("part-*.parquet"))) < 2 and time.time() < deadline and search.is_alive():
+            time.sleep(0.2)
+        node = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        joined_at = time.time()
+        search.join(timeout=300)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert "run" in outcome, lines
+    assert any("2 concurrent trials (1 fit the cluster now; the rest wait for nodes)" in line for line in lines), lines
+    trials = pd.read_parquet(outcome["run"].run_dir / "trials.parquet").query("phase == 'search'")
+    assert trials[trials.finished_at < joined_at].node_id.nunique() == 1, "only the head had room at first"
+    assert (trials.node_id == node.node_id).sum() >= 1, "the node that joined ran no trial"
