@@ -13,7 +13,8 @@ import sys
 import pytest
 from ray import tune
 
-from evo.baselines import AffordableOptuna, check_method, item_config, repaired_random_sampler
+from evo.baseline_optuna import AffordableOptuna
+from evo.baselines import check_method, item_config, repaired_random_sampler
 from evo.genome import genome_from_key
 from evo.space import SearchSpace
 

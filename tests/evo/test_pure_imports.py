@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-CORE = ("evo.space", "evo.genome", "evo.operators", "evo.repair", "evo.selection", "evo.population")
+CORE = ("evo.space", "evo.genome", "evo.operators", "evo.repair", "evo.fronts", "evo.selection", "evo.population")
 
 
 def test_search_core_imports_neither_torch_nor_ray():

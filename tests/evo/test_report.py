@@ -13,9 +13,10 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from evo.report import (ADMM_EXTENSION, accuracy_vs_budget_figure, budget_table, check_comparable,
-                        comparison_sentences, compute_figure, final_points, format_report, hypervolume_curves,
-                        hypervolume_figure, pareto_figure, per_seed_results, summarize, write_report)
+from evo.report import (ADMM_EXTENSION, budget_table, check_comparable, comparison_sentences, format_report,
+                        per_seed_results, summarize, write_report)
+from evo.report_plots import (accuracy_vs_budget_figure, compute_figure, final_points, hypervolume_curves,
+                              hypervolume_figure, pareto_figure)
 from evo.results import TRIAL_SCHEMA, PartWriter, RunFolder, conform, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
