@@ -57,6 +57,19 @@ def _best_final(group: pd.DataFrame) -> dict:
             "latency_us": pick.latency_s * 1e6}
 
 
+def _screened_hypervolume(group: pd.DataFrame) -> float:
+    """Hypervolume of the screened trials' feasible (validation accuracy, cost) points, the area
+    `evo search` maximises; NaN for a method that screens nothing (ADMM)."""
+    from evo.selection import hypervolume
+
+    search = group[group.phase == "search"]
+    limit = group["limit"].dropna()
+    if search.empty or not len(limit):
+        return math.nan
+    ok = search[search.status == "ok"]
+    return hypervolume(zip(ok.accuracy, ok.cost), float(limit.iloc[0]))
+
+
 def per_seed_results(runs) -> pd.DataFrame:
     """One row per run, budget and seed: the chosen final policy, its costs, the trials and compute spent."""
     rows = []
@@ -67,7 +80,8 @@ def per_seed_results(runs) -> pd.DataFrame:
             rows.append({
                 "method": run.method, "run": str(run.path), "budget": budget, "seed": int(seed),
                 "metric": parse_budget(budget).metric, "limit": float(limit.iloc[0]) if len(limit) else math.nan,
-                **_best_final(group), "trials": len(group), "compute_seconds": group.compute_seconds.sum(min_count=1),
+                **_best_final(group), "hypervolume": _screened_hypervolume(group),
+                "trials": len(group), "compute_seconds": group.compute_seconds.sum(min_count=1),
                 "screen_steps": _mode(group[group.phase == "search"].steps),
                 "final_steps": _mode(group[group.phase == "final"].steps),
             })
@@ -86,13 +100,15 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
     """One row per budget and method: n seeds, test accuracy mean and std, mean costs and compute."""
     out = []
     for (key, method), group in per_seed.groupby(["budget_key", "method"], sort=False):
-        accuracy = group.test_accuracy.dropna()
+        accuracy, volume = group.test_accuracy.dropna(), group.hypervolume.dropna()
         steps = sorted({(s if pd.notna(s) else None, f if pd.notna(f) else None)
                         for s, f in zip(group.screen_steps, group.final_steps)}, key=str)
         out.append({"budget_key": key, "budget": group.budget.iloc[0], "metric": group.metric.iloc[0],
                     "limit": group.limit.iloc[0], "method": method, "n": len(accuracy),
                     "test_mean": accuracy.mean() if len(accuracy) else math.nan,
                     "test_std": accuracy.std(ddof=1) if len(accuracy) > 1 else math.nan,
+                    "hv_n": len(volume), "hv_mean": volume.mean() if len(volume) else math.nan,
+                    "hv_std": volume.std(ddof=1) if len(volume) > 1 else math.nan,
                     **{c: group[c].mean() for c in COST_COLUMNS},
                     "trials": group.trials.mean(), "compute_seconds": group.compute_seconds.mean(),
                     "compute_total": group.compute_seconds.sum(), "steps": " or ".join(_steps(s) for s in steps)})
@@ -107,24 +123,43 @@ def _steps(pair) -> str:
 
 
 def comparison_sentences(budget_rows: pd.DataFrame) -> list[str]:
-    """Who is ahead at one budget, by how much, and whether that beats the seed-to-seed spread."""
-    ranked = budget_rows.dropna(subset=["test_mean"]).sort_values("test_mean", ascending=False)
+    """Who is ahead at one budget in test accuracy, by how much, and whether that beats the
+    seed-to-seed spread."""
     budget = budget_rows.budget.iloc[0]
+    ranked = budget_rows.dropna(subset=["test_mean"])
     if len(ranked) < 2:
         return [f"At {budget} only {', '.join(budget_rows.method)} has a final policy; nothing to compare."]
+    return _gap_sentences(ranked, "test", "n", budget, "points of test accuracy",
+                          lambda x: f"{x * 100:.2f}%", scale=100)
+
+
+def hypervolume_sentences(budget_rows: pd.DataFrame) -> list[str]:
+    """The same for the hypervolume of the screened front (validation), among methods that screen."""
+    ranked = budget_rows.dropna(subset=["hv_mean"])
+    if len(ranked) < 2:
+        return []
+    return _gap_sentences(ranked, "hv", "hv_n", budget_rows.budget.iloc[0],
+                          "in hypervolume of the screened front (validation)", lambda x: f"{x:.4f}", scale=1)
+
+
+def _gap_sentences(rows: pd.DataFrame, column: str, count: str, budget: str, what: str, show, *,
+                   scale: float) -> list[str]:
+    ranked = rows.sort_values(f"{column}_mean", ascending=False)
     leader, sentences = ranked.iloc[0], []
+    digits = 2 if scale == 100 else 4
     for _, other in ranked.iloc[1:].iterrows():
-        gap = (leader.test_mean - other.test_mean) * 100
-        if leader.n < 2 or other.n < 2:
+        mean_l, mean_o = leader[f"{column}_mean"], other[f"{column}_mean"]
+        std_l, std_o = leader[f"{column}_std"], other[f"{column}_std"]
+        gap = (mean_l - mean_o) * scale
+        if leader[count] < 2 or other[count] < 2:
             spread = "the seed-to-seed spread is unknown (a method has one seed)"
         else:
-            std_sum = (leader.test_std + other.test_std) * 100
-            verdict = "exceeds the seed-to-seed spread" if gap > std_sum else "is within seed spread"
-            spread = f"the gap {verdict} (std {leader.test_std * 100:.2f} + {other.test_std * 100:.2f} points)"
+            verdict = "exceeds the seed-to-seed spread" if gap > (std_l + std_o) * scale else "is within seed spread"
+            unit = " points" if scale == 100 else ""
+            spread = f"the gap {verdict} (std {std_l * scale:.{digits}f} + {std_o * scale:.{digits}f}{unit})"
         lead = (f"{leader.method} and {other.method} tie" if gap == 0 else
-                f"{leader.method} is ahead of {other.method} by {gap:.2f} points of test accuracy")
-        sentences.append(f"At {budget}, {lead} ({leader.test_mean * 100:.2f}% vs {other.test_mean * 100:.2f}%); "
-                         f"{spread}.")
+                f"{leader.method} is ahead of {other.method} by {gap:.{digits}f} {what}")
+        sentences.append(f"At {budget}, {lead} ({show(mean_l)} vs {show(mean_o)}); {spread}.")
     return sentences
 
 
@@ -139,12 +174,19 @@ def _accuracy_cell(row) -> str:
     return f"{mean} ± {row.test_std * 100:.2f}" if row.n > 1 else f"{mean} (one seed)"
 
 
+def _hypervolume_cell(row) -> str:
+    if not row.hv_n:
+        return "–"
+    return f"{row.hv_mean:.4f} ± {row.hv_std:.4f}" if row.hv_n > 1 else f"{row.hv_mean:.4f}"
+
+
 def budget_table(budget_rows: pd.DataFrame) -> list[str]:
-    lines = ["| method | seeds (n) | test accuracy % (mean ± std) | BOPs vs FP32 | BOPs vs INT8 | size KiB "
-             "(comparable / honest) | energy µJ | latency µs | trials / seed | compute s / seed | "
-             "fine-tune steps (screen / final) |", "|" + "---|" * 11]
+    lines = ["| method | seeds (n) | test accuracy % (mean ± std) | screened-front hypervolume (val.) | "
+             "BOPs vs FP32 | BOPs vs INT8 | size KiB (comparable / honest) | energy µJ | latency µs | "
+             "trials / seed | compute s / seed | fine-tune steps (screen / final) |", "|" + "---|" * 12]
     for _, r in budget_rows.iterrows():
-        lines.append(f"| {_method_cell(r)} | {r.n} | {_accuracy_cell(r)} | {r.bops_vs_fp32:.1f}× | "
+        lines.append(f"| {_method_cell(r)} | {r.n} | {_accuracy_cell(r)} | {_hypervolume_cell(r)} | "
+                     f"{r.bops_vs_fp32:.1f}× | "
                      f"{r.bops_vs_int8:.1f}× | {r.size_kib:.3g} / {r.honest_kib:.3g} | {r.energy_uj:.3g} | "
                      f"{r.latency_us:.3g} | {r.trials:.0f} | {r.compute_seconds:.1f} | {r.steps} |")
     if budget_rows.steps.nunique() > 1:
@@ -163,12 +205,15 @@ def format_report(runs, summary: pd.DataFrame) -> str:
                      f"{', '.join(sorted(set(run.trials.budget.dropna())))} |")
     for key, rows in summary.groupby("budget_key", sort=False):
         lines += ["", f"## Budget {rows.budget.iloc[0]} ({rows.metric.iloc[0]} ≤ {rows.limit.iloc[0]:.6g})", ""]
-        lines += budget_table(rows) + [""] + [f"- {s}" for s in comparison_sentences(rows)]
+        lines += budget_table(rows) + [""] + [f"- {s}" for s in comparison_sentences(rows) + hypervolume_sentences(rows)]
     lines += ["", "## How to read this", "",
               "- Per run, budget and seed: the final policy within the budget with the best validation accuracy; "
               "its test accuracy (the test split is evaluated once per final policy and never selects).",
               "- std: sample standard deviation over seeds (n − 1). A gap counts as beyond the seed-to-seed spread "
               "when it exceeds the sum of the two methods' std.",
+              "- screened-front hypervolume: the area the screened trials' feasible (validation accuracy, cost) "
+              "points dominate up to (accuracy 0, cost = budget), as `evo search` logs it; the whole trade-off "
+              "curve a method found, where test accuracy judges its one best policy. ADMM screens nothing (–).",
               "- size: comparable = Σ nnz·b_w (Yang et al.'s count); honest = plus sparse indices, per-channel "
               "scales, biases and norms at 32 bits.",
               "- trials and compute: every trial of the run (screening and final; ADMM: one trial per budget and "

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from evo.report import (ADMM_EXTENSION, budget_table, check_comparable, comparison_sentences, format_report,
-                        per_seed_results, summarize, write_report)
+                        hypervolume_sentences, per_seed_results, summarize, write_report)
 from evo.report_plots import (accuracy_vs_budget_figure, compute_figure, final_points, hypervolume_curves,
                               hypervolume_figure, pareto_figure)
 from evo.results import TRIAL_SCHEMA, PartWriter, RunFolder, conform, read_run
@@ -122,6 +122,28 @@ def test_gap_within_seed_spread_and_single_seed():
     assert "nothing to compare" in alone
 
 
+def test_screened_front_hypervolume_per_seed_and_its_sentence():
+    def seed_rows(method_accuracy, seed):
+        # two feasible screened points and one over the budget (ignored): (0.6, 500) and (0.8, 750)
+        return [trial(seed=seed, accuracy=method_accuracy[0], cost=500.0),
+                trial(seed=seed, accuracy=method_accuracy[1], cost=750.0),
+                trial(seed=seed, accuracy=0.99, cost=1500.0, violation=0.5),
+                trial(phase="final", label="pareto", seed=seed, accuracy=0.9, test_accuracy=0.9)]
+
+    evo = run_folder("evo", seed_rows((0.6, 0.8), 0) + seed_rows((0.6, 0.8), 1))
+    uniform = run_folder("uniform", seed_rows((0.4, 0.5), 0) + seed_rows((0.5, 0.5), 1))
+    summary = summarize(per_seed_results([evo, uniform]))
+    volumes = dict(zip(summary.method, summary.hv_mean))
+    # area up to cost = budget: evo 0.6 x (0.75 - 0.5) + 0.8 x (1 - 0.75) = 0.35 for both seeds;
+    # uniform seed 0: 0.4 x 0.25 + 0.5 x 0.25 = 0.225, seed 1: 0.5 x 0.5 = 0.25
+    assert volumes == pytest.approx({"evo": 0.35, "uniform": 0.2375})
+    (sentence,) = hypervolume_sentences(summary)
+    assert sentence == ("At bops=1/256, evo is ahead of uniform by 0.1125 in hypervolume of the screened front "
+                        "(validation) (0.3500 vs 0.2375); the gap exceeds the seed-to-seed spread "
+                        "(std 0.0000 + 0.0177).")
+    assert "| evo | 2 | 90.00 ± 0.00 | 0.3500 ± 0.0000 |" in "\n".join(budget_table(summary))
+
+
 def test_table_flags_unequal_fine_tune_budgets_and_marks_admm_bops_as_extension():
     admm_rows = [trial(phase="final", label="bops=1/256", seed=s, steps=600, test_accuracy=0.9) for s in (0, 1)]
     admm_size = [trial(phase="final", label="size=1/50", budget="size=1/50", limit=4000.0, seed=0, steps=600,
@@ -131,7 +153,8 @@ def test_table_flags_unequal_fine_tune_budgets_and_marks_admm_bops_as_extension(
     bops = summary[summary.metric == "bops"]
     text = "\n".join(budget_table(bops))
     assert f"| admm{ADMM_EXTENSION} | 2 | 90.00 ± 0.00 |" in text
-    assert "| evo | 1 | 93.00 (one seed) | 100.0× | 10.0× | 1 / 2 | 2 | 3 |" in text
+    assert "| evo | 1 | 93.00 (one seed) | 0.2500 | 100.0× | 10.0× | 1 / 2 | 2 | 3 |" in text  # 0.5 x (1 - 500/1000)
+    assert f"| admm{ADMM_EXTENSION} | 2 | 90.00 ± 0.00 | – |" in text  # ADMM screens nothing
     assert "**Unequal fine-tune budgets between methods** (steps per trial, screen / final): evo 20 / 200, admm – / 600" in text
     size_text = "\n".join(budget_table(summary[summary.metric == "size_bits"]))
     assert "| admm | 1 |" in size_text and "extension" not in size_text and "Unequal" not in size_text
