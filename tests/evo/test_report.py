@@ -264,7 +264,8 @@ def test_compare_writes_report_and_plots(tiny_runs, tmp_path):
     assert "## Budget bops=1/256 (bops ≤ 25856)" in report
     for method in methods:
         assert f"| {method} | 1 | " in report and f"| {storage / method} | {method} | 0 | bops=1/256 |" in report
-    assert report.count("At bops=1/256, ") == len(methods) - 1
+    assert report.count("points of test accuracy") == len(methods) - 1
+    assert report.count("in hypervolume of the screened front") == len(methods) - 1  # all of them screen
     assert "Unequal fine-tune budgets" not in report  # same steps per trial everywhere
     for name in ("pareto.png", "accuracy_vs_budget.png", "hypervolume.png", "compute.png"):
         data = (tmp_path / "report" / name).read_bytes()
@@ -278,6 +279,9 @@ def test_compare_writes_report_and_plots(tiny_runs, tmp_path):
     generations = pd.read_parquet(storage / "evo" / "generations.parquet")
     evo_curve = curves[0]["hypervolume"]
     assert [evo_curve[n - 1] for n in generations.trials_total] == pytest.approx(list(generations.hypervolume))
+    # the table's screened-front hypervolume is the one evo search logged at its last generation
+    per_seed = per_seed_results(runs)
+    assert per_seed[per_seed.method == "evo"].hypervolume.iloc[0] == pytest.approx(generations.hypervolume.iloc[-1])
 
 
 @pytest.mark.ray
