@@ -86,12 +86,17 @@ def test_resume_after_driver_is_killed(tmp_path, uninterrupted):
         if line.startswith("gen   0"):
             break
         assert time.time() < deadline, "".join(seen)
-    time.sleep(2.0)  # let a few generation-1 trials start, then kill the driver without warning
+    # once a generation-1 result is in the log (the state on disk is generation 0's close), kill
+    # the driver without warning: --resume must replay the log, not retrain what it holds
+    run = tmp_path / "killed"
+    log = run / "search_log.jsonl"
+    while not (log.exists() and log.read_text().count("\n") >= 1):
+        assert time.time() < deadline, "no generation-1 result was logged"
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    run = tmp_path / "killed"
     before = pd.read_parquet(run / "trials.parquet")
-    assert (run / "search_state.json").exists()
+    assert (run / "search_state.json").exists() and log.read_text().count("\n") >= 1
 
     result = run_evo(args + ["--resume"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
