@@ -108,7 +108,7 @@ class PreparedADMM:
 
 def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> PreparedADMM:
     """Everything that can fail before Ray starts; only the pretraining cache is written."""
-    from evo.prepare import BASE_SEED, SPLIT_SEED, check_run_dir
+    from evo.prepare import BASE_SEED, SPLIT_SEED, check_address, check_run_dir
     from hardware.budget import budget_limit
     from hardware.profiler import profile_model
     from hardware.targets import load_target
@@ -116,6 +116,7 @@ def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> Pre
     from trainables.models import create_model
     from trainables.pretrain import pretrain
 
+    check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     check_run_dir(cfg, resume)  # reads cfg.run_dir and cfg.to_dict()
     target = load_target(cfg.target)
     splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED)
@@ -146,8 +147,15 @@ def finished_runs(run_dir: Path) -> set[tuple[str, int]]:
 
 def run_admm_baseline(cfg: ADMMConfig, *, resume: bool = False, log: Callable = print) -> list[dict]:
     """Run every missing budget x seed trial; return the final rows written."""
+    from evo.tuner import start_cluster
+
     prep = prepare_admm(cfg, resume=resume, log=log)
     run_dir = cfg.run_dir
+    done = finished_runs(run_dir) if resume else set()
+    todo = [r for r in prep.runs if (r["budget"], r["seed"]) not in done]
+    # Ray and the cluster are checked before the run folder exists, as in evo search (and not started
+    # at all when a resumed run has nothing left to do)
+    slots = start_cluster(cfg, run_dir, log=log)[1] if todo else 0
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_yaml_atomic(run_dir / "run.yaml", {
@@ -157,11 +165,9 @@ def run_admm_baseline(cfg: ADMMConfig, *, resume: bool = False, log: Callable = 
                         for r in prep.runs if r["seed"] == 0],
             "layers": [s.to_dict() for s in prep.specs],
         })
-    done = finished_runs(run_dir) if resume else set()
-    todo = [r for r in prep.runs if (r["budget"], r["seed"]) not in done]
     log(f"admm: {len(todo)} trial(s) to run ({len(prep.runs) - len(todo)} already finished); base model "
         f"validation accuracy {prep.base_accuracy['val_accuracy']:.4f}")
-    rows = _run_trials(prep, todo, log) if todo else []
+    rows = _run_trials(prep, todo, slots, log) if todo else []
     compact(run_dir / "trials.parquet", TRIAL_SCHEMA)
     finals = [r for r in rows if r["phase"] == "final"]
     log(format_results(finals))
@@ -169,16 +175,14 @@ def run_admm_baseline(cfg: ADMMConfig, *, resume: bool = False, log: Callable = 
     return finals
 
 
-def _run_trials(prep: PreparedADMM, todo: list[dict], log: Callable) -> list[dict]:
+def _run_trials(prep: PreparedADMM, todo: list[dict], slots: int, log: Callable) -> list[dict]:
     from ray import tune
 
-    from evo.tuner import build_tuner, concurrency, start_ray
+    from evo.tuner import build_tuner
     from hardware.specs import specs_to_json
     from trainables.admm_trial import ADMMTrialSettings, admm_trial
 
     cfg = prep.cfg
-    resources = start_ray(cfg.address, log=log)
-    slots = concurrency(resources, cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
     settings = ADMMTrialSettings(model=cfg.model, image_shape=tuple(prep.splits.image_shape),
                                  num_classes=prep.splits.num_classes, target=cfg.target, admm=cfg.admm,
                                  activation_bits=cfg.activation_bits)

@@ -54,14 +54,14 @@ def check_method(method: str) -> None:
 def run_baseline(method: str, cfg: SearchConfig, *, log: Callable = print) -> list[dict]:
     """Screen, fine-tune the front for final_steps, evaluate on test once; return the final rows."""
     from evo.summary import format_final_table
-    from evo.tuner import concurrency, start_ray
+    from evo.tuner import start_cluster
 
     check_method(method)
     prep = prepare(cfg, log=log)  # raises before anything is written or Ray starts
+    _, slots = start_cluster(cfg, prep.run_dir, log=log)  # before the run folder exists, as in evo search
     prep.run_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(method, prep)
     write_yaml_atomic(prep.run_dir / "run.yaml", meta)
-    slots = concurrency(start_ray(cfg.address, log=log), cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
     trainable = make_trainable(prep)
     screened, stats = SCREENS[method](prep, trainable, slots, log)
     write_yaml_atomic(prep.run_dir / "run.yaml", {**meta, "search_stats": stats})

@@ -5,6 +5,7 @@ pretraining cache."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,8 @@ from evo.space import SearchSpace
 from hardware.budget import budget_limit, parse_budget
 from hardware.specs import LayerSpec
 from hardware.targets import load_target
+
+ADDRESS_CONNECT_SECONDS = 5.0
 
 # Settings that may change between a run and its --resume; any other difference is an error.
 RESUMABLE_CHANGES = ("verbose", "address", "max_concurrent", "max_failures", "storage")
@@ -39,6 +42,23 @@ class Prepared:
     @property
     def run_dir(self) -> Path:
         return self.cfg.run_dir
+
+
+def check_address(address: str | None) -> None:
+    """Fail in seconds where nothing listens at a host:port ``--address``: ray.init would retry
+    its GCS connection for a minute or more before giving up."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address {address!r}: expected 'auto', host:port (e.g. 10.0.0.5:6379) or "
+                         "ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_CONNECT_SECONDS).close()
+    except OSError as err:
+        raise ValueError(f"--address {address!r}: nothing answers there ({err}); start a cluster with "
+                         "`ray start --head` (see clusters/local-multinode.md) or drop --address for a local run"
+                         ) from None
 
 
 def check_run_dir(cfg: SearchConfig, resume: bool) -> dict | None:
@@ -80,6 +100,7 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
     from trainables.models import create_model
     from trainables.pretrain import pretrain
 
+    check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     check_run_dir(cfg, resume)
     target = load_target(cfg.target)
     budget = parse_budget(cfg.budget)

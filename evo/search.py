@@ -26,16 +26,12 @@ class SearchOutcome:
 
 
 def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> SearchOutcome:
-    from evo.tuner import (build_tuner, check_address, check_storage_shared, concurrency, describe_slots,
-                           policy_trainable, start_ray)
+    from evo.tuner import build_tuner, describe_slots, policy_trainable, start_cluster
 
-    check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     prep = prepare(cfg, resume=resume, log=log)  # raises before anything is written or Ray starts
     run_dir = prep.run_dir
     # Ray and the cluster are checked before the run folder exists: a failure here leaves nothing written.
-    resources = start_ray(cfg.address, log=log)
-    slots = concurrency(resources, cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
-    check_storage_shared(run_dir)
+    resources, slots = start_cluster(cfg, run_dir, log=log)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_yaml_atomic(run_dir / "run.yaml", {

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 import ray
 from ray import tune
 
-ADDRESS_CONNECT_SECONDS = 5.0
 STORAGE_CHECK_SECONDS = 60.0
 
 
@@ -21,7 +19,6 @@ def start_ray(address: str | None, *, log=print, num_cpus: int | None = None) ->
     """
     if ray.is_initialized():
         return ray.cluster_resources()
-    check_address(address)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=True, logging_level="WARNING")
     if address is None:
@@ -37,23 +34,6 @@ def start_ray(address: str | None, *, log=print, num_cpus: int | None = None) ->
     log(f"ray: {int(resources.get('CPU', 0))} CPUs, {resources.get('GPU', 0):g} GPUs, "
         f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s)")
     return resources
-
-
-def check_address(address: str | None) -> None:
-    """Fail in seconds where nothing listens at a host:port ``--address``: ray.init would retry
-    its GCS connection for a minute or more before giving up."""
-    if address in (None, "auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--address {address!r}: expected 'auto', host:port (e.g. 10.0.0.5:6379) or "
-                         "ray://host:port")
-    try:
-        socket.create_connection((host, int(port)), timeout=ADDRESS_CONNECT_SECONDS).close()
-    except OSError as err:
-        raise ValueError(f"--address {address!r}: nothing answers there ({err}); start a cluster with "
-                         "`ray start --head` (see clusters/local-multinode.md) or drop --address for a local run"
-                         ) from None
 
 
 @ray.remote(num_cpus=0)
@@ -123,6 +103,16 @@ def _remove_empty_up_to(path: Path, top: Path | None) -> None:
             return
         if folder == top:
             return
+
+
+def start_cluster(cfg, run_dir: Path, *, log=print) -> tuple[dict, int]:
+    """Ray up and the cluster checked for a run, before its folder is written: start or join Ray
+    (``cfg.address``), size the trial slots (an error if GPUs are asked of a cluster without them)
+    and check the run folder is shared between the nodes. Returns (resources, slots)."""
+    resources = start_ray(cfg.address, log=log)
+    slots = concurrency(resources, cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.max_concurrent)
+    check_storage_shared(run_dir)
+    return resources, slots
 
 
 def concurrency(resources: dict, cpus_per_trial: float, gpus_per_trial: float, requested: int) -> int:

@@ -44,10 +44,25 @@ def cluster():
     cluster.shutdown()
 
 
-def test_gpu_request_on_a_cluster_without_gpus_fails_before_writing(cluster, tmp_path):
-    cfg = SearchConfig(**SMALL_SEARCH, gpus_per_trial=1.0, address=cluster[0].address, storage=str(tmp_path / "runs"))
+@pytest.mark.parametrize("command", ["search", "baseline uniform", "baseline admm"])
+def test_gpu_request_on_a_cluster_without_gpus_fails_before_writing(cluster, tmp_path, command):
+    storage = str(tmp_path / "runs")
+    if command == "baseline admm":
+        from evo.baseline_admm import ADMMConfig, run_admm_baseline
+
+        cfg = ADMMConfig(model="mlp", dataset="digits", budgets=("size=1/50",), seeds=1, gpus_per_trial=1.0,
+                         address=cluster[0].address, storage=storage)
+        run = lambda: run_admm_baseline(cfg, log=lambda *_: None)  # noqa: E731
+    else:
+        cfg = SearchConfig(**SMALL_SEARCH, gpus_per_trial=1.0, address=cluster[0].address, storage=storage)
+        if command == "search":
+            run = lambda: run_search(cfg, log=lambda *_: None)  # noqa: E731
+        else:
+            from evo.baselines import run_baseline
+
+            run = lambda: run_baseline("uniform", cfg, log=lambda *_: None)  # noqa: E731
     with pytest.raises(ValueError, match=r"gpus_per_trial=1.0 but the cluster has 0 GPUs"):
-        run_search(cfg, log=lambda *_: None)
+        run()
     assert not (tmp_path / "runs").exists()
 
 
