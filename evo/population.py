@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
 from evo.operators import crossover, mutate
-from evo.repair import check_reachable, initial_genomes, repair
+from evo.repair import check_reachable, initial_genomes, least_pruned_uniforms, repair
 from evo.selection import hypervolume, pareto_front, survive, tournament
 from evo.space import SearchSpace
 
@@ -64,8 +64,6 @@ def planned_trials(space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], floa
     """How many trials a search trains when no slot is answered from the cache: generation 0 holds
     every least-pruned uniform genome (at least ``population_size`` genomes), later generations
     ``population_size`` offspring each. Baselines get the same number, so trial budgets match."""
-    from evo.repair import least_pruned_uniforms
-
     first = max(len(least_pruned_uniforms(space, cost_fn, limit)), population_size)
     return first + population_size * (generations - 1)
 

@@ -6,8 +6,8 @@ NaN trial. Dominance is constrained (Deb 2000): a feasible result beats an infea
 of two infeasible ones the smaller violation wins, and two feasible ones compare by Pareto
 dominance. DEAP's ``base.ConstrainedFitness`` is not used: it stops counting violations
 once an individual is evaluated (DESIGN.md, "Known pitfalls"). ``ConstrainedFitness`` below
-overrides ``dominates`` so that DEAP's operators (``sortNondominated``, ``selTournamentDCD``)
-run unchanged with constrained dominance. The fronts themselves come from ``evo.fronts``, an
+overrides ``dominates`` so that DEAP's ``selTournamentDCD`` (and ``sortNondominated``, the
+reference the fast sort is tested against) run unchanged with constrained dominance. The fronts themselves come from ``evo.fronts``, an
 O(n log n) two-objective sort giving exactly DEAP's fronts (DEAP's sort is O(n^2): minutes
 per generation at 10,000 genomes); crowding distance and the tournament are DEAP's.
 
@@ -42,8 +42,8 @@ def constrained_dominates(a: "ConstrainedFitness", b: "ConstrainedFitness", obj=
     """Feasible beats infeasible; two infeasible: smaller violation; two feasible: Pareto."""
     if a.violation or b.violation:  # at least one over budget (violation > 0 or inf)
         return a.violation < b.violation
-    # Pareto dominance on weighted values, as base.Fitness.dominates, inlined: NSGA-II
-    # survival calls this O(n^2) times per generation
+    # Pareto dominance on weighted values, as base.Fitness.dominates, inlined (DEAP's
+    # tournament and sortNondominated call it once per comparison)
     better = False
     for mine, theirs in zip(a.wvalues[obj], b.wvalues[obj]):
         if mine < theirs:
@@ -76,10 +76,10 @@ class ConstrainedFitness(base.Fitness):
 
     dominates = constrained_dominates
 
-    # sortNondominated keys dicts by fitness. base.Fitness hashes and compares wvalues only,
-    # which would merge results that differ in violation; identity keeps them apart, gives
-    # the same fronts (equal fitnesses never dominate each other) and hashes in C, which
-    # matters at O(n^2) lookups per generation
+    # DEAP's sortNondominated (the reference evo.fronts is tested against) keys dicts by fitness.
+    # base.Fitness hashes and compares wvalues only, which would merge results that differ in
+    # violation; identity keeps them apart and gives the same fronts (equal fitnesses never
+    # dominate each other)
     __hash__ = object.__hash__
     __eq__ = object.__eq__
     __ne__ = object.__ne__
@@ -113,16 +113,15 @@ def _fronts(individuals: list[Individual], k: int | None = None) -> list[list[In
 def survive(evaluated: Sequence[Evaluated], k: int) -> list[Evaluated]:
     """NSGA-II survival: the ``k`` best by constrained non-domination rank, then crowding distance.
 
-    ``tools.selNSGA2`` step for step, over the fast fronts.
+    ``tools.selNSGA2``'s choice, over the fast fronts.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k={k!r} must be a non-negative integer")
     fronts = _fronts(_individuals(evaluated), k)
-    for front in fronts:
-        assignCrowdingDist(front)
     chosen = list(itertools.chain(*fronts[:-1]))
     rest = k - len(chosen)
-    if rest > 0 and fronts:
+    if rest > 0 and fronts:  # only the last front is cut, so only it needs crowding distances
+        assignCrowdingDist(fronts[-1])
         chosen.extend(sorted(fronts[-1], key=attrgetter("fitness.crowding_dist"), reverse=True)[:rest])
     return [individual.item for individual in chosen]
 
