@@ -34,9 +34,9 @@ from ray.tune import Callback
 from evo.config import SearchConfig
 from evo.genome import genome_from_key, genome_key
 from evo.prepare import Prepared, prepare
-from evo.results import TRIAL_SCHEMA, PartWriter, compact, versions, write_yaml_atomic
+from evo.results import TRIAL_SCHEMA, PartWriter, compact, write_yaml_atomic
 from evo.repair import least_pruned_uniforms
-from evo.search import run_policy_grid
+from evo.search import make_trainable, run_metadata, run_policy_grid
 from evo.searcher import classify
 
 METHODS = ("uniform", "random", "optuna")
@@ -72,29 +72,6 @@ def run_baseline(method: str, cfg: SearchConfig, *, log: Callable = print) -> li
     log("\n".join(table[:3 + len(finals)]))  # the table without evo search's evolved-vs-uniform line
     log(f"results: {prep.run_dir}")
     return finals
-
-
-def run_metadata(method: str, prep: Prepared) -> dict:
-    """run.yaml: the keys `evo search` writes, so `evo compare` reads every run alike."""
-    return {"method": method, "config": prep.cfg.to_dict(), "versions": versions(), "started_at": time.time(),
-            "budget_limit": prep.limit, "budget_metric": prep.budget.metric, "target": prep.target.name,
-            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy},
-            "layers": [s.to_dict() for s in prep.specs]}
-
-
-def make_trainable(prep: Prepared):
-    from evo.tuner import policy_trainable
-    from hardware.specs import specs_to_json
-    from trainables.policy_trial import TrialSettings
-
-    cfg = prep.cfg
-    settings = TrialSettings(
-        model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
-        target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
-        fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-        seed=cfg.seed)
-    return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
-                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
 
 
 def item_config(space, genome: tuple[int, ...]) -> dict:

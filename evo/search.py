@@ -26,7 +26,7 @@ class SearchOutcome:
 
 
 def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> SearchOutcome:
-    from evo.tuner import build_tuner, describe_slots, policy_trainable, start_cluster
+    from evo.tuner import build_tuner, describe_slots, start_cluster
 
     prep = prepare(cfg, resume=resume, log=log)  # raises before anything is written or Ray starts
     run_dir = prep.run_dir
@@ -34,19 +34,12 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     resources, slots = start_cluster(cfg, run_dir, log=log)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_yaml_atomic(run_dir / "run.yaml", {
-            "method": "evo", "config": cfg.to_dict(), "versions": versions(), "started_at": time.time(),
-            "budget_limit": prep.limit, "budget_metric": prep.budget.metric, "target": prep.target.name,
-            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy},
-            "layers": [s.to_dict() for s in prep.specs],
-        })
+        write_yaml_atomic(run_dir / "run.yaml", run_metadata("evo", prep))
 
     from evo.metrics import MetricsListener
     from evo.population import Population
     from evo.recorder import FanOut
     from evo.searcher import EvoSearcher
-    from hardware.specs import specs_to_json
-    from trainables.policy_trial import TrialSettings
 
     loaded = load_saved(run_dir) if resume else None
     saved = None
@@ -76,14 +69,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
             f"{len(searcher.population.generation_stats)} generations closed")
     recorder.save_state()  # the state --resume starts from (after a resume: with the log folded in)
 
-    settings = TrialSettings(
-        model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
-        target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
-        fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-        seed=cfg.seed,
-    )
-    trainable = policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
-                                 settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
+    trainable = make_trainable(prep)
     log(f"search: population {cfg.population}, {cfg.generations} generations, "
         f"{describe_slots(slots, resources, cfg.cpus_per_trial, cfg.gpus_per_trial)}, "
         f"{cfg.fine_tune_steps} fine-tune steps per trial")
@@ -105,6 +91,31 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, log: Callable = print
     log(format_final_table(final_rows, prep))
     log(f"results: {run_dir}")
     return SearchOutcome(run_dir=run_dir, final_rows=final_rows, generations=list(searcher.population.generation_stats))
+
+
+def run_metadata(method: str, prep: Prepared) -> dict:
+    """run.yaml of a search or baseline run (the same keys for every method, so `evo compare`
+    reads every run alike)."""
+    return {"method": method, "config": prep.cfg.to_dict(), "versions": versions(), "started_at": time.time(),
+            "budget_limit": prep.limit, "budget_metric": prep.budget.metric, "target": prep.target.name,
+            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy},
+            "layers": [s.to_dict() for s in prep.specs]}
+
+
+def make_trainable(prep: Prepared):
+    """The policy trial with the run's settings; the search and the baselines train alike."""
+    from evo.tuner import policy_trainable
+    from hardware.specs import specs_to_json
+    from trainables.policy_trial import TrialSettings
+
+    cfg = prep.cfg
+    settings = TrialSettings(
+        model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
+        target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
+        fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        seed=cfg.seed)
+    return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
+                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
 
 
 def best_uniform(prep: Prepared, population, trainable, *, slots: int, log: Callable) -> tuple | None:
