@@ -44,12 +44,18 @@ class WeightTransform(nn.Module):
         zero_point = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
         self.register_buffer("zero_point", zero_point)
 
+    def channel_scales(self, weight: torch.Tensor) -> torch.Tensor:
+        """The per-output-channel step sizes ``forward`` quantizes ``weight`` with (the export
+        reads them: integer weight = round(masked weight / scale), clamped to [-qmax, qmax])."""
+        masked = weight if self.mask is None else weight * self.mask
+        with torch.no_grad():  # the scale is a statistic, not a path for gradients
+            return masked.abs().flatten(1).amax(dim=1).div_(self.qmax).clamp_min_(MIN_SCALE)
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         masked = weight if self.mask is None else weight * self.mask
         if self.weight_bits == FLOAT_BITS:
             return masked
-        with torch.no_grad():  # the scale is a statistic, not a path for gradients
-            scale = masked.abs().flatten(1).amax(dim=1).div_(self.qmax).clamp_min_(MIN_SCALE)
+        scale = self.channel_scales(weight)
         return torch.fake_quantize_per_channel_affine(masked, scale, self.zero_point, 0, -self.qmax, self.qmax)
 
 
@@ -89,6 +95,11 @@ class InputQuantizer(nn.Module):
         scale, zero_point = float(self.scale), int(self.zero_point)
         grid = (scale, 1.0 / scale, -zero_point, self.quant_max - zero_point)
         return _FakeQuantizeOnGrid.apply(inputs, grid)
+
+    def quant_params(self) -> tuple[float, int, int, int]:
+        """(scale, zero_point, quant_min, quant_max) of the affine grid ``forward`` rounds to
+        (the export writes them into QuantizeLinear/DequantizeLinear nodes)."""
+        return float(self.scale), int(self.zero_point), 0, self.quant_max
 
     def extra_repr(self) -> str:
         return f"bits={self.activation_bits}, scale={self.scale.item():.4g}, zero_point={int(self.zero_point)}"
