@@ -94,7 +94,7 @@ def load_or_synthesize(model: str, data_dir: str | None):
 
 def trial_grid(model: str, splits, *, trials: int, steps: int, batch_size: int, seed: int):
     """The trainable (data and base weights in the object store) and ``trials`` random policies."""
-    from evo.space import SearchSpace
+    from evo.core.space import SearchSpace
     from hardware.profiler import profile_model
     from hardware.specs import specs_to_json
     from trainables.models import create_model
@@ -115,7 +115,7 @@ def trial_grid(model: str, splits, *, trials: int, steps: int, batch_size: int, 
 def run_packed(model: str, splits, per_gpu: int, gpus: int, args) -> dict:
     from ray import tune
 
-    from evo.tuner import build_tuner, policy_trainable
+    from evo.tune.tuner import build_tuner, policy_trainable
 
     base_state, specs_json, settings, policies = trial_grid(model, splits, trials=args.trials, steps=args.steps,
                                                             batch_size=args.batch_size, seed=args.seed)
@@ -166,7 +166,7 @@ def main() -> int:
         print("nvidia-smi not found: the busy fraction will be missing")
     import ray
 
-    from evo.tuner import start_ray
+    from evo.tune.cluster import start_ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     start_ray(None, log=print)

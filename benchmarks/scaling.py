@@ -73,8 +73,8 @@ class Tally:
 
 
 def lenet_space_and_cost():
-    from evo.cost_table import make_cost_fn
-    from evo.space import SearchSpace
+    from evo.core.cost_table import make_cost_fn
+    from evo.core.space import SearchSpace
     from hardware.profiler import profile_model
     from hardware.targets import load_target
     from trainables.models import create_model
@@ -89,9 +89,9 @@ def timed_search(workers: int, iterations: int, population: int, generations: in
     """One search with ``workers`` concurrent slots on the running cluster."""
     from ray import tune
 
-    from evo.population import Population
-    from evo.searcher import EvoSearcher
-    from evo.tuner import build_tuner
+    from evo.core.population import Population
+    from evo.tune.searcher import EvoSearcher
+    from evo.tune.tuner import build_tuner
 
     space, cost, limit = lenet_space_and_cost()
     pop = Population(space=space, cost_fn=cost, limit=limit, population_size=population, generations=generations,
@@ -142,10 +142,10 @@ def cluster_scaling(node_counts: list[int], trial_seconds: float, population: in
 def driver_generation_seconds(population: int, generations: int) -> None:
     from ray.tune.search import Searcher
 
-    from evo.cost_table import make_cost_fn
-    from evo.population import Population
-    from evo.searcher import EvoSearcher
-    from evo.space import SearchSpace
+    from evo.core.cost_table import make_cost_fn
+    from evo.core.population import Population
+    from evo.tune.searcher import EvoSearcher
+    from evo.core.space import SearchSpace
     from hardware.profiler import profile_model
     from hardware.targets import load_target
     from trainables.models import create_model

@@ -52,8 +52,8 @@ class Sum:
 
 
 def lenet_space_and_cost():
-    from evo.cost_table import make_cost_fn
-    from evo.space import SearchSpace
+    from evo.core.cost_table import make_cost_fn
+    from evo.core.space import SearchSpace
     from hardware.profiler import profile_model
     from hardware.targets import load_target
     from trainables.models import create_model
@@ -67,9 +67,10 @@ def orchestration(trial_seconds: float, population: int, generations: int, slots
     import ray
     from ray import tune
 
-    from evo.population import Population
-    from evo.searcher import EvoSearcher
-    from evo.tuner import build_tuner, start_ray
+    from evo.core.population import Population
+    from evo.tune.searcher import EvoSearcher
+    from evo.tune.tuner import build_tuner
+    from evo.tune.cluster import start_ray
 
     space, cost, specs = lenet_space_and_cost()
     limit = sum(s.macs for s in specs) * 1024 / 512
@@ -105,10 +106,10 @@ def orchestration(trial_seconds: float, population: int, generations: int, slots
 def driver_cost(population: int, generations: int) -> None:
     from ray.tune.search import Searcher
 
-    from evo.cost_table import make_cost_fn
-    from evo.population import Population
-    from evo.searcher import EvoSearcher
-    from evo.space import SearchSpace
+    from evo.core.cost_table import make_cost_fn
+    from evo.core.population import Population
+    from evo.tune.searcher import EvoSearcher
+    from evo.core.space import SearchSpace
     from hardware.profiler import profile_model
     from hardware.targets import load_target
     from trainables.models import create_model

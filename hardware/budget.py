@@ -90,10 +90,19 @@ def budget_limit(budget: Budget, specs: Sequence[LayerSpec], target: Target | st
     return budget.value * reference_costs(specs, target, budget.reference)[budget.metric]
 
 
-def violation(costs: dict, budget: Budget, limit: float) -> float:
-    """Relative excess over the limit, max(0, cost / limit - 1): 0 means within budget."""
-    if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+def violation(cost: float, limit: float) -> float:
+    """Relative excess over the limit, max(0, cost / limit - 1): 0 means within budget; a cost
+    that is not a finite number (a failed trial) is infinitely far over it. The one place a
+    violation is computed: trials, the population, ADMM and the run tables all call this."""
+    if isinstance(limit, bool) or not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
         raise ValueError(f"budget limit {limit!r} must be a positive finite number")
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost):
+        return math.inf
+    return max(0.0, cost / limit - 1.0)
+
+
+def budget_violation(costs: dict, budget: Budget, limit: float) -> float:
+    """``violation`` of the budget's metric in a cost table (hardware.cost.total_costs)."""
     if budget.metric not in costs:
         raise ValueError(f"costs have no {budget.metric!r}; they have {sorted(costs)}")
-    return max(0.0, costs[budget.metric] / limit - 1.0)
+    return violation(costs[budget.metric], limit)

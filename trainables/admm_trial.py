@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from hardware.budget import violation
 from hardware.cost import total_costs
 from hardware.specs import LayerSpec
 
@@ -59,8 +60,7 @@ def run_admm_trial(run: dict, *, splits, base_state: dict, specs: list[LayerSpec
     torch.manual_seed(admm_settings.seed)
 
     def on_epoch(record: dict) -> None:
-        violation = max(0.0, record["cost"] / record["limit"] - 1.0)
-        report({**record, "phase": "epoch", "violation": violation, "budget": run["budget"], "seed": run["seed"]})
+        report({**record, "phase": "epoch", "violation": violation(record["cost"], record["limit"]), "budget": run["budget"], "seed": run["seed"]})
 
     result = run_admm(model, splits, specs, constraint, admm_settings, on_epoch=on_epoch)
     val = evaluate(result.model, splits.val_x, splits.val_y)
@@ -70,7 +70,7 @@ def run_admm_trial(run: dict, *, splits, base_state: dict, specs: list[LayerSpec
     metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "test_accuracy": test["accuracy"],
                "test_loss": test["loss"], "train_loss": result.train_loss, "steps": result.steps,
                **{key: costs[key] for key in COST_KEYS}, "cost": cost, "limit": constraint.limit,
-               "violation": max(0.0, cost / constraint.limit - 1.0), "policy": result.policy.to_json(),
+               "violation": violation(cost, constraint.limit), "policy": result.policy.to_json(),
                "bits_per_layer": result.bits, "nnz_per_layer": result.nnz, "nonzero_per_layer": result.nonzero,
                "constraint_on_weights": result.constraint_value, "epoch": len(result.history),
                "history": json.dumps(result.history)}

@@ -17,6 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from hardware.budget import violation
 from hardware.cost import total_costs
 from hardware.policy import Policy
 from hardware.specs import LayerSpec
@@ -68,7 +69,7 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     metrics.update({k: costs[k] for k in ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits",
                                           "size_bits_honest", "size_vs_fp32", "energy_pj", "latency_s", "nnz")})
     cost = float(costs[settings.budget_metric])
-    metrics.update(cost=cost, limit=settings.budget_limit, violation=max(0.0, cost / settings.budget_limit - 1.0))
+    metrics.update(cost=cost, limit=settings.budget_limit, violation=violation(cost, settings.budget_limit))
     metrics["compute_seconds"] = time.perf_counter() - started
     return metrics
 

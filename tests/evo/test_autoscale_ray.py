@@ -12,8 +12,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from evo.config import SearchConfig
-from evo.search import run_search
+from evo.runs.config import SearchConfig
+from evo.methods import run_method
 from tests.evo.test_fault_tolerance_ray import SMALL_SEARCH
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -30,7 +30,7 @@ def test_a_node_that_joins_mid_search_runs_trials(tmp_path):
         lines: list[str] = []
         outcome: dict = {}
         # the search runs in a thread: Cluster.add_node installs signal handlers, main thread only
-        search = threading.Thread(target=lambda: outcome.update(run=run_search(cfg, log=lines.append)), daemon=True)
+        search = threading.Thread(target=lambda: outcome.update(run=run_method("evo", cfg, log=lines.append)), daemon=True)
         search.start()
         parts = cfg.run_dir / "trials.parquet"
         deadline = time.time() + 120

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from evo.baseline_admm import ADMMConfig, budget_slug
-from evo.baseline_cli import config_from_args, register
+from evo.methods.admm import ADMMConfig, budget_slug
+from evo.cli.baseline import admm_config as config_from_args, register
 
 
 def parse(argv):
@@ -86,7 +86,7 @@ def test_config_round_trips_for_resume_checks():
 def test_ray_run_writes_rows_and_policies_priced_like_evo(tmp_path, cache):
     import ray
 
-    from evo.tuner import start_ray
+    from evo.tune.cluster import start_ray
     from hardware.cost import total_costs
     from hardware.policy import Policy
     from hardware.specs import LayerSpec

@@ -13,10 +13,12 @@ import sys
 import pytest
 from ray import tune
 
-from evo.baseline_optuna import AffordableOptuna
-from evo.baselines import check_method, item_config, repaired_random_sampler
-from evo.genome import genome_from_key
-from evo.space import SearchSpace
+from evo.methods.optuna_search import AffordableOptuna
+from evo.core.trial import trial_config
+from evo.methods import create_method
+from evo.methods.random_search import repaired_random_sampler
+from evo.core.genome import genome_from_key
+from evo.core.space import SearchSpace
 
 LAYERS = ("conv1", "conv2", "fc1")
 WEIGHTS = {"conv1": 500, "conv2": 25_000, "fc1": 40_000}
@@ -113,43 +115,33 @@ def test_optuna_is_seeded_and_a_failed_trial_is_told_as_failed():
 
 # -- method checks and the command line ----------------------------------------------------
 def test_unknown_method_and_missing_optuna_name_the_fix(monkeypatch):
-    with pytest.raises(ValueError, match=r"'grid' is unknown; valid choices: \['uniform', 'random', 'optuna'\]"):
-        check_method("grid")
+    with pytest.raises(ValueError, match=r"'grid' is unknown; valid choices: \['evo', 'uniform', 'random', 'optuna', 'admm'\]"):
+        create_method("grid")
     monkeypatch.setitem(sys.modules, "optuna", None)  # what find_spec reports for an absent package
     with pytest.raises(ValueError, match=r"pip install 'evo\[optuna\]'"):
-        check_method("optuna")
+        create_method("optuna")
 
 
-def parser_with(*registers) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evo")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for register in registers:
-        register(sub)
-    return parser
+def test_baseline_and_compare_commands_dispatch_to_their_handlers():
+    from evo.cli import build_parser
+    from evo.cli.baseline import cmd_baseline
+    from evo.cli.compare import cmd_compare
 
-
-def test_methods_join_the_admm_baseline_group_and_registering_twice_is_harmless(tmp_path):
-    from evo import baseline_cli, baseline_search_cli, compare_cli
-    from evo.baseline_search_cli import cmd_baseline
-    from evo.compare_cli import cmd_compare
-
-    parser = parser_with(baseline_cli.register, baseline_search_cli.register, baseline_search_cli.register,
-                         compare_cli.register, compare_cli.register)
+    parser = build_parser()
     args = parser.parse_args(["baseline", "random", "--preset", "smoke", "--population", "6"])
     assert args.handler is cmd_baseline and args.baseline_method == "random" and args.population == 6
     assert parser.parse_args(["baseline", "admm", "--model", "mlp", "--dataset", "digits", "--budget",
                               "size=1/50"]).handler.__name__ == "cmd_admm"
     args = parser.parse_args(["compare", "runs/a", "runs/b", "--out", "report"])
     assert args.handler is cmd_compare and args.run_dirs == ["runs/a", "runs/b"]
-    alone = parser_with(baseline_search_cli.register)  # without the admm module's group
-    assert alone.parse_args(["baseline", "optuna"]).baseline_method == "optuna"
+    assert parser.parse_args(["baseline", "optuna"]).baseline_method == "optuna"
 
 
 def test_baseline_config_takes_the_search_flags_and_its_own_folder_name():
-    from evo import baseline_search_cli
-    from evo.baseline_search_cli import baseline_config
+    from evo.cli import build_parser
+    from evo.cli.baseline import baseline_config
 
-    parser = parser_with(baseline_search_cli.register)
+    parser = build_parser()
     cfg = baseline_config(parser.parse_args(["baseline", "random", "--preset", "smoke", "--fine-tune-steps", "7"]))
     assert (cfg.name, cfg.model, cfg.population, cfg.generations, cfg.fine_tune_steps) == ("smoke-random", "mlp", 8, 3, 7)
     named = baseline_config(parser.parse_args(["baseline", "uniform", "--preset", "smoke", "--name", "u"]))
@@ -159,9 +151,9 @@ def test_baseline_config_takes_the_search_flags_and_its_own_folder_name():
 def test_resume_and_bad_values_fail_before_ray(tmp_path):
     import ray
 
-    from evo import baseline_search_cli
+    from evo.cli import build_parser
 
-    parser = parser_with(baseline_search_cli.register)
+    parser = build_parser()
     storage = str(tmp_path / "runs")
     args = parser.parse_args(["baseline", "uniform", "--preset", "smoke", "--resume", "--storage", storage])
     with pytest.raises(ValueError, match="does not resume"):
@@ -172,7 +164,7 @@ def test_resume_and_bad_values_fail_before_ray(tmp_path):
     assert not ray.is_initialized() and not (tmp_path / "runs").exists()
 
 
-def test_item_config_is_what_policy_trial_reads():
+def test_trial_config_is_what_policy_trial_reads():
     genome = (1, 2, 3) * len(LAYERS)
-    item = item_config(SPACE, genome)
+    item = trial_config(genome, SPACE.decode(genome).to_dict(), phase="search")
     assert genome_from_key(item["genome"]) == genome and item["policy"]["layers"]["conv2"]["weight_bits"] == 4

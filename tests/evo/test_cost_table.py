@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from evo.cost_table import make_cost_fn
-from evo.space import SearchSpace
+from evo.core.cost_table import make_cost_fn
+from evo.core.space import SearchSpace
 from hardware.cost import COST_METRICS, total_costs
 from hardware.specs import LayerSpec
 from hardware.targets import TARGET_NAMES, load_target

@@ -20,8 +20,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from evo.config import SearchConfig
-from evo.search import run_search
+from evo.runs.config import SearchConfig
+from evo.methods import run_method
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -48,19 +48,17 @@ def cluster():
 def test_gpu_request_on_a_cluster_without_gpus_fails_before_writing(cluster, tmp_path, command):
     storage = str(tmp_path / "runs")
     if command == "baseline admm":
-        from evo.baseline_admm import ADMMConfig, run_admm_baseline
+        from evo.methods.admm import ADMMConfig
 
         cfg = ADMMConfig(model="mlp", dataset="digits", budgets=("size=1/50",), seeds=1, gpus_per_trial=1.0,
                          address=cluster[0].address, storage=storage)
-        run = lambda: run_admm_baseline(cfg, log=lambda *_: None)  # noqa: E731
+        run = lambda: run_method("admm", cfg, log=lambda *_: None)  # noqa: E731
     else:
         cfg = SearchConfig(**SMALL_SEARCH, gpus_per_trial=1.0, address=cluster[0].address, storage=storage)
         if command == "search":
-            run = lambda: run_search(cfg, log=lambda *_: None)  # noqa: E731
+            run = lambda: run_method("evo", cfg, log=lambda *_: None)  # noqa: E731
         else:
-            from evo.baselines import run_baseline
-
-            run = lambda: run_baseline("uniform", cfg, log=lambda *_: None)  # noqa: E731
+            run = lambda: run_method("uniform", cfg, log=lambda *_: None)  # noqa: E731
     with pytest.raises(ValueError, match=r"gpus_per_trial=1.0 but the cluster has 0 GPUs"):
         run()
     assert not (tmp_path / "runs").exists()
@@ -93,7 +91,7 @@ def test_search_survives_losing_a_worker_node(cluster, tmp_path):
     killer = threading.Thread(target=remove_node_after, daemon=True,
                               args=(head_cluster, worker, cfg.run_dir / "trials.parquet", 2, removed))
     killer.start()
-    outcome = run_search(cfg, log=lambda *_: None)
+    outcome = run_method("evo", cfg, log=lambda *_: None)
     killer.join(timeout=5)
     assert "at" in removed, "the worker node was never removed"
 
@@ -123,7 +121,7 @@ def test_non_finite_trials_are_recorded_as_failed_and_the_search_goes_on(cluster
     # bounded and the loss, ~1e24, is still finite)
     cfg = SearchConfig(**{**SMALL_SEARCH, "lr": 1e30, "fine_tune_steps": 10, "generations": 1},
                        address=cluster[0].address, storage=str(tmp_path), name="nan")
-    outcome = run_search(cfg, log=lambda *_: None)
+    outcome = run_method("evo", cfg, log=lambda *_: None)
     trials = pd.read_parquet(outcome.run_dir / "trials.parquet")
     search = trials[trials.phase == "search"]
     assert len(search) == 4

@@ -9,8 +9,8 @@ import pytest
 from deap import tools
 from deap.tools.emo import assignCrowdingDist
 
-from evo.fronts import sort_fronts
-from evo.selection import _individuals, ranked_fronts, survive
+from evo.core.fronts import sort_fronts
+from evo.core.selection import _individuals, ranked_fronts, survive
 
 
 def random_results(rng: random.Random, n: int) -> list[tuple]:

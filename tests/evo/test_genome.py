@@ -3,7 +3,7 @@ import pickle
 
 import pytest
 
-from evo.genome import (
+from evo.core.genome import (
     Individual,
     from_config,
     from_individual,
@@ -14,7 +14,7 @@ from evo.genome import (
     to_individual,
     to_policy,
 )
-from evo.space import SearchSpace
+from evo.core.space import SearchSpace
 from hardware.policy import LayerPolicy, Policy
 
 SPACE = SearchSpace(("conv1", "fc"))

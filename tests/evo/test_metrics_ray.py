@@ -15,9 +15,10 @@ import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
-from evo.config import SearchConfig
-from evo.metrics import MetricsListener, actor_name
-from evo.population import Candidate
+from evo.core.trial import outcome
+from evo.runs.config import SearchConfig
+from evo.tune.metrics import MetricsListener, actor_name
+from evo.core.population import Candidate
 
 pytestmark = pytest.mark.ray
 
@@ -69,9 +70,9 @@ def scrape_until(port: int, run: str, expected: dict) -> dict:
 def test_listener_values_reach_the_prometheus_endpoint(metrics_port):
     listener = MetricsListener.start("unit")
     candidate = Candidate(genome=(0, 1, 2), generation=2, repaired=False, ask_id=0)
-    listener.on_evaluated("t1", candidate, {"accuracy": 0.9, "wall_seconds": 1.5}, False, "")
-    listener.on_evaluated("t2", candidate, {"accuracy": 0.8, "compute_seconds": 3.0}, False, "")
-    listener.on_evaluated("t3", candidate, None, True, "trial errored")  # a dead worker: no seconds
+    listener.on_evaluated("t1", candidate, {"accuracy": 0.9, "wall_seconds": 1.5}, outcome({"accuracy": 0.9}, False))
+    listener.on_evaluated("t2", candidate, {"accuracy": 0.8, "compute_seconds": 3.0}, outcome({"accuracy": 0.8}, False))
+    listener.on_evaluated("t3", candidate, None, outcome(None, True))  # a dead worker: no seconds
     listener.on_generation({"generation": 2, "hypervolume": 0.75, "best_feasible_accuracy": 0.9,
                             "feasible_fraction": 0.5, "front_size": 3, "trials": 3})
     # one named actor per run: a second start finds the same one
@@ -104,7 +105,7 @@ def test_resumed_totals_are_not_counted_twice(metrics_port):
     listener = MetricsListener.start("resumed")
     listener.restore(trials_finished=10, trials_failed=2, generation_stats=[{"generation": 0, "hypervolume": 0.5}])
     listener.restore(trials_finished=10, trials_failed=2, generation_stats=[])
-    listener.on_evaluated("t", Candidate((0,), 1, False, 0), {"wall_seconds": 0.2}, True, "non-finite accuracy")
+    listener.on_evaluated("t", Candidate((0,), 1, False, 0), {"wall_seconds": 0.2}, outcome({"accuracy": float("nan")}, False))
     values = ray.get(listener.actor.values.remote())
     assert (values["trials_finished"], values["trials_failed"], values["generation"]) == (11, 3, 0.0)
 
@@ -124,10 +125,10 @@ def read_tfevents_scalars(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_small_search_exports_its_progress_and_tensorboard_events(metrics_port, tmp_path):
-    from evo.search import run_search
+    from evo.methods import run_method
 
     cfg = SearchConfig(**SMALL_SEARCH, storage=str(tmp_path), name="watched")
-    outcome = run_search(cfg, log=lambda *_: None)
+    outcome = run_method("evo", cfg, log=lambda *_: None)
     trials = pd.read_parquet(outcome.run_dir / "trials.parquet")
     search = trials[trials.phase == "search"]
     last = pd.read_parquet(outcome.run_dir / "generations.parquet").iloc[-1]

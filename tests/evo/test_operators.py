@@ -7,8 +7,8 @@ from deap.tools import mutation as deap_mutation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evo.operators import crossover, deap_rng, mutate
-from evo.space import SearchSpace
+from evo.core.variation import crossover, deap_rng, mutate
+from evo.core.space import SearchSpace
 
 SPACE = SearchSpace(tuple(f"layer{i}" for i in range(6)), pin_first_last_8bit=True)
 # every gene differs between the parents, so a gene-level (not layer-level) swap would show

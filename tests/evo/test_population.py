@@ -3,10 +3,10 @@ import math
 
 import pytest
 
-from evo.repair import least_pruned_uniforms
-from evo.population import FINISHED, Candidate, Population
-from evo.selection import ConstrainedFitness, pareto_front
-from evo.space import SearchSpace
+from evo.core.initial import least_pruned_uniforms
+from evo.core.population import FINISHED, Candidate, Population
+from evo.core.selection import ConstrainedFitness, pareto_front
+from evo.core.space import SearchSpace
 
 SPACE = SearchSpace(tuple(f"layer{i}" for i in range(5)))
 LAYER_WEIGHTS = (1, 2, 3, 4, 5)
@@ -220,7 +220,7 @@ def test_state_round_trip_continues_exactly(stop_after):
 
 
 class Journal:
-    """What evo.recorder keeps for --resume: the state at start and at each generation close,
+    """What evo.runs.recorder keeps for --resume: the state at start and at each generation close,
     and a log of the results told since (the population is driven through this wrapper)."""
 
     def __init__(self, population):

@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-CORE = ("evo.space", "evo.genome", "evo.operators", "evo.repair", "evo.fronts", "evo.selection", "evo.population")
+CORE = ("evo.core.space", "evo.core.genome", "evo.core.variation", "evo.core.repair", "evo.core.fronts", "evo.core.selection", "evo.core.population")
 
 
 def test_search_core_imports_neither_torch_nor_ray():

@@ -6,14 +6,17 @@ import math
 
 import pytest
 
-from evo.population import FINISHED, Population
-from evo.recorder import LOG_FILE, SearchRecorder, load_saved
-from evo.results import GENERATION_SCHEMA, TRIAL_SCHEMA, read_table
+from evo.core.trial import Outcome, RunContext
+from evo.core.population import FINISHED, Population
+from evo.runs.recorder import LOG_FILE, SearchRecorder
+from evo.runs.resume import load_saved
+from evo.runs.schema import GENERATION_SCHEMA, TRIAL_SCHEMA
+from evo.runs.parquet import read_table
 from tests.evo.test_population import SPACE, accuracy, cost, make
 
 
 def recorder_for(population, run_dir):
-    recorder = SearchRecorder(run_dir, method="evo", seed=0, target="bitserial", budget="bops=1/8",
+    recorder = SearchRecorder(run_dir, context=RunContext(method="evo", seed=0, target="bitserial", budget="bops=1/8"),
                               decode=SPACE.decode, log=lambda *_: None)
     recorder.state_fn = lambda: {"population": population.state()}
     recorder.save_state()
@@ -28,7 +31,7 @@ def run(population, recorder, *, stop_after=None):
         closed = len(population.generation_stats)
         population.tell(item.ask_id, accuracy(item.genome), cost(item.genome))
         recorder.on_evaluated(f"t{item.ask_id}", item, {"accuracy": accuracy(item.genome), "compute_seconds": 1.0},
-                              False, "")
+                              Outcome(False, "", accuracy(item.genome)))
         for stats in population.generation_stats[closed:]:
             recorder.on_generation(stats)
         told += 1

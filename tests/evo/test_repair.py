@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evo.repair import (check_reachable, cheapest_genome, compressing_moves, initial_genomes, least_pruned_uniforms,
-                        repair)
-from evo.space import SearchSpace
+from evo.core.repair import check_reachable, cheapest_genome, compressing_moves, repair
+from evo.core.initial import initial_genomes, least_pruned_uniforms
+from evo.core.space import SearchSpace
 
 
 def additive_cost(space, weights):

@@ -13,11 +13,14 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from evo.report import (ADMM_EXTENSION, budget_table, check_comparable, comparison_sentences, format_report,
-                        hypervolume_sentences, per_seed_results, summarize, write_report)
-from evo.report_plots import (accuracy_vs_budget_figure, compute_figure, final_points, hypervolume_curves,
+from evo.compare import format_report, write_report
+from evo.compare.tables import (ADMM_EXTENSION, budget_table, check_comparable, comparison_sentences,
+                                hypervolume_sentences, per_seed_results, summarize)
+from evo.compare.plots import (accuracy_vs_budget_figure, compute_figure, final_points, hypervolume_curves,
                               hypervolume_figure, pareto_figure)
-from evo.results import TRIAL_SCHEMA, PartWriter, RunFolder, conform, read_run
+from evo.runs.schema import TRIAL_SCHEMA, conform
+from evo.runs.parquet import PartWriter
+from evo.runs.folder import RunFolder, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LIMIT = 1000.0

@@ -8,9 +8,10 @@ import math
 import pytest
 from ray.tune.search import Searcher
 
-from evo.population import Population
-from evo.searcher import EvoSearcher, classify
-from evo.space import SearchSpace
+from evo.core.population import Population
+from evo.tune.searcher import EvoSearcher
+from evo.core.trial import outcome
+from evo.core.space import SearchSpace
 
 LAYERS = ("conv1", "conv2", "fc1")
 WEIGHTS = {"conv1": 500, "conv2": 25_000, "fc1": 400_000}
@@ -39,8 +40,8 @@ class Recorder:
     def __init__(self):
         self.evaluated, self.generations = [], []
 
-    def on_evaluated(self, trial_id, candidate, result, failed, error):
-        self.evaluated.append((trial_id, candidate.genome, failed, error))
+    def on_evaluated(self, trial_id, candidate, result, result_outcome):
+        self.evaluated.append((trial_id, candidate.genome, result_outcome.failed, result_outcome.error))
 
     def on_generation(self, stats):
         self.generations.append(stats)
@@ -106,8 +107,8 @@ def test_errors_and_nan_count_as_failed_and_the_search_goes_on():
     ({"accuracy": 0.5}, False, False),
     ({"loss": 1.0}, False, True),
 ])
-def test_classify(result, error, expected):
-    failed, message, accuracy = classify(result, error)
+def test_outcome(result, error, expected):
+    failed, message, accuracy = outcome(result, error)
     assert failed is expected
     assert (message != "") is expected
     assert math.isnan(accuracy) is expected

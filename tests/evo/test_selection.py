@@ -5,16 +5,8 @@ import random
 import pytest
 from deap import base, tools
 
-from evo.selection import (
-    ConstrainedFitness,
-    _individuals,
-    constrained_dominates,
-    hypervolume,
-    pareto_front,
-    ranked_fronts,
-    survive,
-    tournament,
-)
+from evo.core.selection import ConstrainedFitness, _individuals, constrained_dominates, pareto_front, ranked_fronts, survive, tournament
+from evo.core.indicators import hypervolume
 
 INF, NAN = math.inf, math.nan
 

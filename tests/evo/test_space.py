@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from evo.space import DEFAULT_BIT_CHOICES, DEFAULT_SPARSITY_CHOICES, SearchSpace
+from evo.core.space import DEFAULT_BIT_CHOICES, DEFAULT_SPARSITY_CHOICES, SearchSpace
 from hardware.policy import Policy
 
 NAMES = ("conv1", "conv2", "fc1", "fc2")

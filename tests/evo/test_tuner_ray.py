@@ -11,10 +11,11 @@ import ray
 import ray.cloudpickle
 from ray import tune
 
-from evo.population import Population
-from evo.searcher import EvoSearcher
-from evo.space import SearchSpace
-from evo.tuner import build_tuner, start_ray
+from evo.core.population import Population
+from evo.tune.searcher import EvoSearcher
+from evo.core.space import SearchSpace
+from evo.tune.tuner import build_tuner
+from evo.tune.cluster import start_ray
 
 pytestmark = pytest.mark.ray
 # Ray workers cannot import this test module by name: ship its functions by value.
@@ -38,7 +39,7 @@ class Times:
     def __init__(self):
         self.spans = []
 
-    def on_evaluated(self, trial_id, candidate, result, failed, error):
+    def on_evaluated(self, trial_id, candidate, result, result_outcome):
         self.spans.append((result["started"], result["ended"]))
 
     def on_generation(self, stats):
@@ -72,7 +73,7 @@ def test_failed_policy_trial_is_reported_with_its_error(local_ray, tmp_path):
     from trainables.data import load_dataset
     from trainables.models import create_model
     from trainables.policy_trial import TrialSettings
-    from evo.tuner import policy_trainable
+    from evo.tune.tuner import policy_trainable
 
     splits = load_dataset("digits")
     model = create_model("mlp", in_channels=1, num_classes=10, image_shape=splits.image_shape)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hardware.budget import Budget, budget_limit, parse_budget, violation
+from hardware.budget import Budget, budget_limit, budget_violation, parse_budget, violation
 from hardware.cost import reference_costs, total_costs
 
 
@@ -77,17 +77,30 @@ def test_violation(lenet_specs, mixed_policy):
     costs = total_costs(lenet_specs, mixed_policy, "bitserial")  # 31,808,000 BOPs
     loose, tight = parse_budget("bops=1/64"), parse_budget("bops=1/128")
     # 2,348,032,000 / 64 = 36,688,000 >= 31,808,000: feasible
-    assert violation(costs, loose, budget_limit(loose, lenet_specs, "bitserial")) == 0.0
+    assert budget_violation(costs, loose, budget_limit(loose, lenet_specs, "bitserial")) == 0.0
     # 2,348,032,000 / 128 = 18,344,000: 31,808,000 / 18,344,000 - 1 = 0.73397...
-    assert violation(costs, tight, budget_limit(tight, lenet_specs, "bitserial")) == pytest.approx(
+    assert budget_violation(costs, tight, budget_limit(tight, lenet_specs, "bitserial")) == pytest.approx(
         31_808_000 / 18_344_000 - 1
     )
-    assert violation({"bops": 100}, loose, 100) == 0.0  # exactly at the limit is feasible
+    assert budget_violation({"bops": 100}, loose, 100) == 0.0  # exactly at the limit is feasible
 
 
 def test_violation_rejects_bad_limit_and_missing_metric():
     budget = parse_budget("size=1/100")
     with pytest.raises(ValueError, match="limit"):
-        violation({"size_bits": 5}, budget, 0)
+        budget_violation({"size_bits": 5}, budget, 0)
     with pytest.raises(ValueError, match="size_bits"):
-        violation({"bops": 5}, budget, 10)
+        budget_violation({"bops": 5}, budget, 10)
+
+
+@pytest.mark.parametrize("cost, limit, expected", [(50.0, 100.0, 0.0), (100.0, 100.0, 0.0), (150.0, 100.0, 0.5),
+                                                    (float("nan"), 100.0, float("inf")),
+                                                    (float("inf"), 100.0, float("inf")), (None, 100.0, float("inf"))])
+def test_violation_of_a_cost(cost, limit, expected):
+    assert violation(cost, limit) == expected
+
+
+@pytest.mark.parametrize("limit", [0, -1.0, float("nan"), float("inf"), True])
+def test_violation_rejects_a_bad_limit(limit):
+    with pytest.raises(ValueError, match="limit"):
+        violation(1.0, limit)

@@ -1,0 +1,326 @@
+"""Generational NSGA-II bookkeeping behind an ask/tell interface (pure: no torch, no Ray).
+
+The Ray Tune Searcher adapter calls ``ask()`` for a genome to evaluate and ``tell()`` with
+its result; this module decides what to evaluate next. A generation's offspring are bred
+once, when the previous generation closes, so ``ask()`` only pops a queue.
+
+* Generation 0: every least-pruned uniform genome that fits the budget (one per bit-width
+  combination, unrepaired, all of them even past ``population_size``: they are the uniform
+  baseline the search must beat, and strong parents), then repaired random genomes up to
+  ``population_size`` (``repair.initial_genomes``).
+* Later generations: binary tournament -> layer-wise crossover -> mutation -> budget repair.
+  A child that cannot be repaired, or that repeats a genome already evaluated or already in
+  this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per
+  slot). Slots still empty after that (the search has converged) are filled with earlier
+  results, recorded with ``from_cache=True`` and never handed out by ``ask()`` again.
+* A generation closes when all its offspring are told; NSGA-II survival then keeps
+  ``population_size`` of parents + offspring, and a ``generation_stats`` row is appended.
+
+``state()`` is plain JSON data (non-finite floats as strings) and ``from_state`` resumes
+exactly: the genomes that were asked but not told are handed out again, with the same ask
+ids, and everything told stays told.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
+
+from evo.core.variation import crossover, mutate
+from evo.core.repair import check_reachable, repair
+from evo.core.initial import initial_genomes, least_pruned_uniforms
+from evo.core.indicators import hypervolume
+from evo.core.selection import pareto_front, survive, tournament
+from evo.core.space import SearchSpace
+from hardware.budget import violation
+
+FINISHED = "FINISHED"  # same value as ray.tune.search.Searcher.FINISHED; compare with ``is``
+DRAWS_PER_SLOT = 10
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    genome: tuple[int, ...]
+    generation: int
+    repaired: bool
+    ask_id: int
+
+
+class Evaluation(NamedTuple):
+    """One evaluated genome; the first four fields are what ``evo.core.selection`` ranks."""
+
+    genome: tuple[int, ...]
+    accuracy: float
+    cost: float
+    violation: float
+    generation: int
+    failed: bool = False
+    from_cache: bool = False
+
+
+def planned_trials(space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
+                   population_size: int, generations: int) -> int:
+    """How many trials a search trains when no slot is answered from the cache: generation 0 holds
+    every least-pruned uniform genome (at least ``population_size`` genomes), later generations
+    ``population_size`` offspring each. Baselines get the same number, so trial budgets match."""
+    first = max(len(least_pruned_uniforms(space, cost_fn, limit)), population_size)
+    return first + population_size * (generations - 1)
+
+
+def _json_float(value: float):
+    return value if math.isfinite(value) else str(value)  # "nan" / "inf": strict JSON has neither
+
+
+_SETTINGS = (  # name, test on a number, what the ValueError asks for
+    ("population_size", lambda v: isinstance(v, int) and v >= 4, "an integer >= 4"),
+    ("generations", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("seed", lambda v: isinstance(v, int), "an integer"),
+    ("limit", lambda v: 0 < v < math.inf, "a positive finite number"),
+    ("crossover_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("mutation_indpb", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+)
+
+
+class Population:
+    def __init__(self, *, space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
+                 population_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
+                 mutation_indpb: float | None = None, _restoring: bool = False):
+        if not isinstance(space, SearchSpace):
+            raise ValueError(f"space={space!r} must be an evo.core.space.SearchSpace")
+        mutation_indpb = 1.0 / space.n_genes if mutation_indpb is None else mutation_indpb
+        values = dict(population_size=population_size, generations=generations, seed=seed, limit=limit,
+                      crossover_prob=crossover_prob, mutation_indpb=mutation_indpb)
+        for name, valid, expected in _SETTINGS:
+            value = values[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+                raise ValueError(f"{name}={value!r} must be {expected}")
+        self.space, self.cost_fn, self.seed, self.limit = space, cost_fn, seed, float(limit)
+        self.population_size, self.generations = population_size, generations
+        self.crossover_prob, self.mutation_indpb = float(crossover_prob), float(mutation_indpb)
+        self.rng = random.Random(seed)
+        self._history: list[Evaluation] = []
+        self.generation_stats: list[dict] = []
+        self.generation = 0
+        self._parents: list[Evaluation] = []
+        self._archive_front: list[Evaluation] = []
+        self._evaluated: set[tuple[int, ...]] = set()
+        self._queue: deque[tuple[tuple[int, ...], bool, int | None]] = deque()  # genome, repaired, ask id
+        self._pending: dict[int, Candidate] = {}
+        self._offspring: list[Evaluation] = []  # this generation's results so far
+        self._next_ask_id = 0
+        self._finished = False
+        if not _restoring:
+            check_reachable(space, cost_fn, self.limit)
+            start = initial_genomes(space, cost_fn, self.limit, population_size, self.rng, DRAWS_PER_SLOT)
+            self._queue.extend((genome, repaired, None) for genome, repaired in start)
+            self._close_while_empty()
+
+    # -- the ask/tell interface ---------------------------------------------------------
+    def ask(self) -> Candidate | None | str:
+        """The next genome to evaluate, ``None`` to wait for pending results, or ``FINISHED``."""
+        if self._finished:
+            return FINISHED
+        if not self._queue:
+            return None
+        genome, repaired, ask_id = self._queue.popleft()
+        if ask_id is None:
+            ask_id, self._next_ask_id = self._next_ask_id, self._next_ask_id + 1
+        candidate = Candidate(genome, self.generation, repaired, ask_id)
+        self._pending[ask_id] = candidate
+        return candidate
+
+    def tell(self, ask_id: int, accuracy: float, cost: float, *, failed: bool = False) -> None:
+        candidate = self._pending.pop(ask_id, None)
+        if candidate is None:
+            reissued = [entry for entry in self._queue if entry[2] == ask_id]
+            if not reissued:  # a result from before a restore may arrive before its re-issue
+                raise ValueError(f"ask_id={ask_id!r} is not pending (never asked, or already told); "
+                                 f"pending ask ids: {sorted(self._pending)}")
+            self._queue.remove(reissued[0])
+            candidate = Candidate(reissued[0][0], self.generation, reissued[0][1], ask_id)
+        accuracy, cost = float(accuracy), float(cost)
+        failed = bool(failed) or math.isnan(accuracy) or math.isnan(cost)
+        self._record(Evaluation(candidate.genome, accuracy, cost, self._violation(cost, failed),
+                                self.generation, failed))
+        self._close_while_empty()
+
+    def replay(self, results: Sequence[tuple[Sequence[int], float, float, bool]]) -> None:
+        """Tell results logged after this state was saved, in the order they were first told:
+        ``(genome, accuracy, cost, failed)``, each genome waiting in the queue of the generation
+        it belongs to. The generations they close are bred exactly as they were the first time.
+
+        A generation's results are taken from the queue in one pass (O(n) per generation).
+        """
+        done = 0
+        while done < len(results):
+            if self._finished or not self._queue or self._pending:
+                raise ValueError(f"{len(results) - done} logged results left but generation {self.generation} "
+                                 "has none waiting: the log does not belong to this state")
+            batch = [(tuple(genome), accuracy, cost, failed)
+                     for genome, accuracy, cost, failed in results[done:done + len(self._queue)]]
+            wanted = {item[0] for item in batch}
+            if len(wanted) != len(batch):
+                raise ValueError(f"the log repeats a genome of generation {self.generation}")
+            taken, rest = {}, deque()
+            for entry in self._queue:
+                if entry[0] in wanted and entry[0] not in taken:
+                    taken[entry[0]] = entry
+                else:
+                    rest.append(entry)
+            missing = [list(genome) for genome in wanted if genome not in taken]
+            if missing:
+                raise ValueError(f"logged genome {missing[0]} is not waiting in generation {self.generation}: "
+                                 "the log does not belong to this state")
+            self._queue = rest
+            ask_ids = {}
+            for genome, _, _, _ in batch:
+                _, repaired, ask_id = taken[genome]
+                if ask_id is None:
+                    ask_id, self._next_ask_id = self._next_ask_id, self._next_ask_id + 1
+                ask_ids[genome] = ask_id
+                self._pending[ask_id] = Candidate(genome, self.generation, repaired, ask_id)
+            for genome, accuracy, cost, failed in batch:
+                self.tell(ask_ids[genome], accuracy, cost, failed=failed)
+            done += len(batch)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def is_finished(self) -> bool:
+        return self._finished
+
+    # -- results as plain dicts (genome, accuracy, cost, violation, generation, failed, from_cache)
+    @property
+    def history(self) -> list[dict]:
+        """Every result in the order told, cache answers included."""
+        return [e._asdict() for e in self._history]
+
+    @property
+    def parents(self) -> list[dict]:
+        return [e._asdict() for e in self._parents]
+
+    def front(self) -> list[dict]:
+        """Feasible non-dominated results over everything evaluated so far, cheapest first."""
+        return [e._asdict() for e in sorted(self._archive_front, key=lambda e: (e.cost, -e.accuracy))]
+
+    # -- results and generations ----------------------------------------------------------
+    def _violation(self, cost: float, failed: bool) -> float:
+        return math.inf if failed else violation(cost, self.limit)
+
+    def _record(self, evaluation: Evaluation) -> None:
+        self._history.append(evaluation)
+        self._offspring.append(evaluation)
+        self._evaluated.add(evaluation.genome)
+
+    def _close_while_empty(self) -> None:
+        # a generation answered wholly from the cache (or left empty) closes at once
+        while not self._finished and not self._queue and not self._pending:
+            self._close_generation()
+            if self.generation + 1 >= self.generations:
+                self._finished = True
+            else:
+                self.generation += 1
+                self._offspring = []
+                self._breed()
+
+    def _close_generation(self) -> None:
+        offspring = self._offspring
+        pool: dict[tuple[int, ...], Evaluation] = {}
+        for evaluation in self._parents + offspring:  # one entry per genome, parents' first
+            pool.setdefault(evaluation.genome, evaluation)
+        self._parents = survive(list(pool.values()), self.population_size)
+        real = [e for e in offspring if not e.from_cache]
+        self._archive_front = pareto_front(self._archive_front + [e for e in real if e.violation == 0.0])
+        best = max((e.accuracy for e in self._archive_front), default=None)
+        self.generation_stats.append({
+            "generation": self.generation,
+            "hypervolume": hypervolume([(e.accuracy, e.cost) for e in self._archive_front], self.limit),
+            "best_feasible_accuracy": best,
+            "feasible_fraction": sum(e.violation == 0.0 for e in real) / len(real) if real else 0.0,
+            "trials": len(real),
+            "failed": sum(e.failed for e in real),
+            "cached": len(offspring) - len(real),
+            "front_size": len(self._archive_front),
+        })
+
+    # -- breeding -----------------------------------------------------------------------
+    def _breed(self) -> None:
+        chosen: dict[tuple[int, ...], bool] = {}
+        seen_before: list[tuple[int, ...]] = []  # evaluated genomes bred again: the cache fallback
+        draws = DRAWS_PER_SLOT * self.population_size
+        mates = iter(tournament(self._parents, draws + 2, self.rng))  # two children per pair of mates
+        while len(chosen) < self.population_size and draws > 0:
+            parent1, parent2 = next(mates).genome, next(mates).genome
+            if self.rng.random() < self.crossover_prob:
+                parent1, parent2 = crossover(parent1, parent2, self.rng)
+            for child in (parent1, parent2):
+                draws -= 1
+                mutant = mutate(child, self.space, self.rng, self.mutation_indpb)
+                fixed = repair(mutant, self.space, self.cost_fn, self.limit)
+                if fixed is None or fixed in chosen:
+                    continue
+                if fixed in self._evaluated:
+                    seen_before.append(fixed)
+                elif len(chosen) < self.population_size:
+                    chosen[fixed] = fixed != mutant
+        self._queue.extend((genome, repaired, None) for genome, repaired in chosen.items())
+        self._fill_from_cache(seen_before, self.population_size - len(chosen))
+
+    def _fill_from_cache(self, genomes: list[tuple[int, ...]], slots: int) -> None:
+        latest = {e.genome: e for e in self._history if not e.from_cache}
+        for genome in dict.fromkeys(genomes):
+            if slots <= 0:
+                return
+            self._record(latest[genome]._replace(generation=self.generation, from_cache=True))
+            slots -= 1
+
+    # -- persistence ----------------------------------------------------------------------
+    def state(self) -> dict:
+        history_index = {id(e): i for i, e in enumerate(self._history)}
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "version": STATE_VERSION,
+            "space": self.space.to_dict(),
+            "limit": self.limit, "population_size": self.population_size, "generations": self.generations,
+            "seed": self.seed, "crossover_prob": self.crossover_prob, "mutation_indpb": self.mutation_indpb,
+            "rng": [version, list(internal), gauss],
+            "generation": self.generation, "next_ask_id": self._next_ask_id, "finished": self._finished,
+            "history": [[list(e.genome), _json_float(e.accuracy), _json_float(e.cost), _json_float(e.violation),
+                         e.generation, e.failed, e.from_cache] for e in self._history],
+            "parents": [history_index[id(e)] for e in self._parents],
+            "archive_front": [history_index[id(e)] for e in self._archive_front],
+            "offspring": [history_index[id(e)] for e in self._offspring],
+            # pending first: handed out again, in ask order, before the rest of the queue
+            "queue": [[list(c.genome), c.repaired, c.ask_id] for c in sorted(self._pending.values(),
+                                                                            key=lambda c: c.ask_id)]
+                     + [[list(g), r, a] for g, r, a in self._queue],
+            "generation_stats": [dict(row) for row in self.generation_stats],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, *, cost_fn: Callable[[tuple[int, ...]], float]) -> "Population":
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"not a Population state of version {STATE_VERSION}: "
+                             f"version={state.get('version') if isinstance(state, dict) else state!r}")
+        population = cls(space=SearchSpace.from_dict(state["space"]), cost_fn=cost_fn, limit=state["limit"],
+                         population_size=state["population_size"], generations=state["generations"],
+                         seed=state["seed"], crossover_prob=state["crossover_prob"],
+                         mutation_indpb=state["mutation_indpb"], _restoring=True)
+        version, internal, gauss = state["rng"]
+        population.rng.setstate((version, tuple(internal), gauss))
+        population.generation, population._next_ask_id = state["generation"], state["next_ask_id"]
+        population._finished = state["finished"]
+        population._history = [Evaluation(tuple(g), float(a), float(c), float(v), gen, failed, cached)
+                               for g, a, c, v, gen, failed, cached in state["history"]]
+        for name in ("parents", "archive_front", "offspring"):
+            setattr(population, f"_{name}", [population._history[i] for i in state[name]])
+        population._evaluated = {e.genome for e in population._history}
+        population._queue = deque((tuple(g), r, a) for g, r, a in state["queue"])
+        population.generation_stats = [dict(row) for row in state["generation_stats"]]
+        return population

@@ -1,0 +1,101 @@
+"""`evo search`'s screening: the NSGA-II population (evo.core.population) asked and told through
+the Ray Tune searcher (evo.tune.searcher), every result recorded as it finishes
+(evo.runs.recorder) and resumable (evo.runs.resume); then the best uniform policy within the
+budget, which the final table compares the evolved policies with."""
+
+from __future__ import annotations
+
+import math
+
+from evo.core.genome import genome_key
+from evo.core.initial import least_pruned_uniforms
+from evo.methods.screening import PolicyMethod
+from evo.runs.pipeline import Screened, Session, run_policy_grid
+
+
+class Evolve(PolicyMethod):
+    name = "evo"
+
+    def screen(self, session: Session) -> Screened:
+        population = self._search(session)
+        evaluated = [(tuple(r["genome"]), r["accuracy"], r["cost"], r["violation"], r["generation"])
+                     for r in population.history if not r["failed"]]
+        uniform = best_uniform(session, population)
+        return Screened(evaluated=evaluated, extra_finals=[("best uniform", uniform)] if uniform else [],
+                        generations=list(population.generation_stats))
+
+    def table(self, session: Session, finals: list[dict]) -> str:
+        from evo.runs.summary import format_final_table
+
+        return format_final_table(finals, session.prep, versus_uniform=True)
+
+    def _search(self, session: Session):
+        from evo.core.population import Population
+        from evo.runs.recorder import FanOut, SearchRecorder
+        from evo.runs.resume import load_saved
+        from evo.tune.cluster import describe_slots
+        from evo.tune.metrics import MetricsListener
+        from evo.tune.searcher import EvoSearcher
+        from evo.tune.tuner import build_tuner
+
+        prep, cfg, run_dir, log = session.prep, session.prep.cfg, session.run_dir, session.log
+        loaded = load_saved(run_dir) if session.resume else None
+        saved = None
+        if loaded is None:
+            population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
+                                    population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
+                                    crossover_prob=cfg.crossover_prob)
+        else:  # generation 0 is not bred again just to be replaced by the saved state
+            saved, logged = loaded
+            population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
+            population.replay([(entry["genome"], math.nan if entry["accuracy"] is None else entry["accuracy"],
+                                prep.cost_fn(tuple(entry["genome"])), entry["failed"]) for entry in logged])
+        recorder = SearchRecorder(run_dir, context=session.context, decode=prep.space.decode, log=log)
+        metrics = MetricsListener.start(cfg.name)  # the Ray dashboard's view of the search
+        searcher = EvoSearcher(population, decode=prep.space.decode, cost_fn=prep.cost_fn,
+                               listener=FanOut(recorder, metrics))
+        recorder.state_fn = searcher.get_state
+        experiment = "tune"
+        if saved is not None:
+            recorder.restore_counts(saved.get("recorder", {}))
+            recorder.catch_up(searcher.population.generation_stats)
+            metrics.restore(trials_finished=recorder.trials_total, trials_failed=recorder.failed_total,
+                            generation_stats=searcher.population.generation_stats)
+            experiment = f"tune-resume-{len(list(run_dir.glob('tune-resume-*'))) + 1}"
+            log(f"resuming: {recorder.trials_total} trials already evaluated, "
+                f"{len(searcher.population.generation_stats)} generations closed")
+        recorder.save_state()  # the state --resume starts from (after a resume: with the log folded in)
+        log(f"search: population {cfg.population}, {cfg.generations} generations, "
+            f"{describe_slots(session.slots, session.resources, cfg.cpus_per_trial, cfg.gpus_per_trial)}, "
+            f"{cfg.fine_tune_steps} fine-tune steps per trial")
+        if not searcher.population.is_finished:
+            build_tuner(session.trainable, run_dir=run_dir, experiment=experiment, search_alg=searcher,
+                        max_concurrent=session.slots, max_failures=cfg.max_failures, verbose=cfg.verbose).fit()
+        if not searcher.population.is_finished:
+            raise RuntimeError(f"the search stopped before its last generation; continue it with --resume "
+                               f"(run folder {run_dir})")
+        recorder.save_state()
+        return searcher.population
+
+
+def best_uniform(session: Session, population) -> tuple | None:
+    """The best uniform policy within budget by validation accuracy, each fine-tuned as one search
+    trial. Generation 0 evaluates them all (evo.core.initial.initial_genomes); any the search did
+    not evaluate (a resumed older run) are screened here."""
+    prep, log = session.prep, session.log
+    candidates = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
+    if not candidates:
+        return None
+    known = {tuple(r["genome"]): r["accuracy"] for r in population.history if not r["failed"]}
+    todo = [g for g in candidates if g not in known]
+    if todo:
+        log(f"uniform baseline: screening {len(todo)} more uniform policies within budget "
+            f"({len(candidates) - len(todo)} were evaluated by the search)")
+        rows = run_policy_grid(session, [("uniform screen", g) for g in todo], phase="uniform")
+        known.update({tuple(r["genome"]): r["accuracy"] for r in rows if r["status"] == "ok"})
+    scored = [(known[g], g) for g in candidates if g in known]
+    if not scored:
+        return None
+    accuracy, genome = max(scored)
+    log(f"best uniform policy within budget: {genome_key(genome)} (validation accuracy {accuracy:.4f})")
+    return genome

@@ -1,0 +1,63 @@
+"""A run folder as `evo compare` reads it (run.yaml + trials.parquet), and the versions run.yaml records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evo.runs.parquet import read_table
+from evo.runs.schema import TRIAL_SCHEMA
+
+
+def versions() -> dict:
+    """Versions of the packages that decide a result, and the git revision when known."""
+    from importlib import metadata
+    import subprocess
+
+    out = {}
+    for pkg in ("evo", "ray", "torch", "deap", "numpy", "pyarrow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        here = Path(__file__).resolve().parent
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
+        out["git_revision"] = rev.stdout.strip() or None
+        out["git_dirty"] = bool(dirty.stdout.strip()) if rev.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        out["git_revision"] = None
+    return out
+
+
+
+class RunFolder:
+    """One run folder as `evo compare` reads it: run.yaml and trials.parquet (as a DataFrame)."""
+
+    def __init__(self, path: Path, meta: dict, trials):
+        self.path, self.meta, self.trials = path, meta, trials
+
+    @property
+    def method(self) -> str:
+        return str(self.meta.get("method") or "unknown")
+
+    @property
+    def config(self) -> dict:
+        return self.meta.get("config") or {}
+
+
+
+def read_run(run_dir: str | Path) -> RunFolder:
+    """ValueError when ``run_dir`` lacks run.yaml or trials.parquet (not a run folder)."""
+    import yaml
+
+    path = Path(run_dir).expanduser().resolve()
+    missing = [name for name in ("run.yaml", "trials.parquet") if not (path / name).exists()]
+    if missing:
+        raise ValueError(f"{run_dir} is not a run folder (no {' or '.join(missing)}); pass folders written by "
+                         "evo search or evo baseline, i.e. <storage>/<name>")
+    meta = yaml.safe_load((path / "run.yaml").read_text()) or {}
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise ValueError(f"{path / 'run.yaml'} holds no 'config' mapping; it was not written by evo")
+    return RunFolder(path, meta, read_table(path / "trials.parquet", TRIAL_SCHEMA).to_pandas())

@@ -1,0 +1,187 @@
+"""The one run pipeline of `evo search` and every `evo baseline`:
+
+    prepare (no Ray; raises before anything is written) -> start the cluster -> run.yaml
+    -> the method's screening -> final fine-tune and the one test-split evaluation
+    -> compact the tables -> the final table
+
+A method (``evo.methods``) supplies its screening step and, where it differs, its own
+preparation, final step and table; everything else is done here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from evo.core.genome import genome_key
+from evo.core.trial import RunContext, outcome, trial_config, trial_row
+from evo.runs.parquet import PartWriter, compact, write_yaml_atomic
+from evo.runs.folder import versions
+from evo.runs.schema import GENERATION_SCHEMA, TRIAL_SCHEMA
+
+TABLES = {"trials.parquet": TRIAL_SCHEMA, "generations.parquet": GENERATION_SCHEMA, "pareto.parquet": TRIAL_SCHEMA}
+
+
+@dataclass
+class Screened:
+    """What a method's screening hands the final step: every screened result as (genome, accuracy,
+    cost, violation[, generation]), extra (label, genome) pairs to fine-tune (evo: the best uniform
+    policy), facts for run.yaml, the generations (evo), and final rows a method's own trials
+    already produced (ADMM)."""
+
+    evaluated: list[tuple] = field(default_factory=list)
+    finished: list[dict] = field(default_factory=list)
+    extra_finals: list[tuple[str, tuple]] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    generations: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """One run in progress: the prepared inputs, the trainable, the trial slots and the log."""
+
+    method: str
+    prep: object  # evo.runs.prepare.Prepared, or the method's own
+    slots: int
+    resources: dict
+    resume: bool
+    log: Callable
+    trainable: object = None
+
+    @property
+    def run_dir(self):
+        return self.prep.cfg.run_dir
+
+    @property
+    def context(self) -> RunContext:
+        """The run's own columns of every row (ADMM rows name their budget and seed themselves)."""
+        cfg, target = self.prep.cfg, getattr(self.prep, "target", None)
+        return RunContext(method=self.method, seed=getattr(cfg, "seed", None),
+                          target=target.name if target is not None else cfg.target, budget=getattr(cfg, "budget", None))
+
+
+class Method(Protocol):
+    """A method of the pipeline (see evo.methods)."""
+
+    name: str
+
+    def prepare(self, cfg, *, resume: bool, log: Callable): ...
+
+    def needs_cluster(self, prep, *, resume: bool) -> bool: ...
+
+    def metadata(self, prep) -> dict: ...
+
+    def trainable(self, prep): ...
+
+    def screen(self, session: Session) -> Screened: ...
+
+    def final(self, session: Session, screened: Screened) -> list[dict]: ...
+
+    def table(self, session: Session, finals: list[dict]) -> str: ...
+
+
+@dataclass
+class RunOutcome:
+    run_dir: object
+    final_rows: list[dict]
+    generations: list[dict]
+
+
+def run_pipeline(method: Method, cfg, *, resume: bool = False, log: Callable = print) -> RunOutcome:
+    from evo.tune.cluster import start_cluster
+
+    prep = method.prepare(cfg, resume=resume, log=log)  # raises before anything is written or Ray starts
+    run_dir = cfg.run_dir
+    # Ray and the cluster are checked before the run folder exists: a failure here leaves nothing written.
+    resources, slots = start_cluster(cfg, run_dir, log=log) if method.needs_cluster(prep, resume=resume) else ({}, 0)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = method.metadata(prep)
+    if not resume:
+        write_yaml_atomic(run_dir / "run.yaml", meta)
+    session = Session(method=method.name, prep=prep, slots=slots, resources=resources, resume=resume, log=log,
+                      trainable=method.trainable(prep))
+    screened = method.screen(session)
+    if screened.stats:
+        write_yaml_atomic(run_dir / "run.yaml", {**meta, "search_stats": screened.stats})
+    finals = method.final(session, screened)
+    for name, schema in TABLES.items():
+        compact(run_dir / name, schema)
+    log(method.table(session, finals))
+    log(f"results: {run_dir}")
+    return RunOutcome(run_dir=run_dir, final_rows=finals, generations=screened.generations)
+
+
+def run_metadata(method: str, prep) -> dict:
+    """run.yaml of a search or baseline run (the same keys for every method, so `evo compare`
+    reads every run alike)."""
+    return {"method": method, "config": prep.cfg.to_dict(), "versions": versions(), "started_at": time.time(),
+            "budget_limit": prep.limit, "budget_metric": prep.budget.metric, "target": prep.target.name,
+            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy},
+            "layers": [s.to_dict() for s in prep.specs]}
+
+
+def make_trainable(prep):
+    """The policy trial with the run's settings; the search and the baselines train alike."""
+    from evo.tune.tuner import policy_trainable
+    from hardware.specs import specs_to_json
+    from trainables.policy_trial import TrialSettings
+
+    cfg = prep.cfg
+    settings = TrialSettings(
+        model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
+        target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
+        fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        seed=cfg.seed)
+    return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
+                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
+
+
+def run_policy_grid(session: Session, items: list[tuple[str, tuple]], *, phase: str,
+                    generations: dict[str, int] | None = None) -> list[dict]:
+    """Evaluate (label, genome) pairs as one Tune grid; append their rows to trials.parquet."""
+    from ray import tune
+
+    from evo.tune.tuner import build_tuner
+
+    prep, cfg = session.prep, session.prep.cfg
+    generations = generations or {}
+    configs = [trial_config(g, prep.space.decode(g).to_dict(), phase=phase, label=label,
+                            generation=generations.get(genome_key(g))) for label, g in items]
+    tuner = build_tuner(session.trainable, run_dir=session.run_dir, experiment=f"{phase}-{int(time.time())}",
+                        search_alg=None, param_space={"item": tune.grid_search(configs)}, max_concurrent=session.slots,
+                        max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=1)
+    rows = [trial_row(session.context, result.config["item"], result.metrics,
+                      outcome(result.metrics, result.error is not None), trial_id=(result.metrics or {}).get("trial_id"),
+                      **({"error": str(result.error)} if result.error is not None else {}))
+            for result in tuner.fit()]
+    PartWriter(session.run_dir / "trials.parquet", TRIAL_SCHEMA).append(rows)
+    return rows
+
+
+def final_candidates(evaluated: list[tuple], top: int) -> list[tuple]:
+    """The ``top`` most accurate genomes of the screened Pareto front (validation accuracy)."""
+    from evo.core.selection import pareto_front
+
+    return [tuple(e[0]) for e in sorted(pareto_front(evaluated), key=lambda e: -e[1])[:top]]
+
+
+def final_phase(session: Session, screened: Screened) -> list[dict]:
+    """Fine-tune the most accurate policies of the screened front (and the method's extra ones)
+    final_steps, then evaluate each once on the test split; rows also go to pareto.parquet. A
+    policy chosen twice (on the front and the best uniform one) is trained and tested once."""
+    cfg = session.prep.cfg
+    chosen: dict[tuple, str] = {g: "pareto" for g in final_candidates(screened.evaluated, cfg.final_top)}
+    for label, genome in screened.extra_finals:
+        chosen[genome] = f"pareto, {label}" if genome in chosen else label
+    if not chosen:
+        session.log(f"{session.method}: no feasible policy was screened; nothing to fine-tune on the test split")
+        return []
+    session.log(f"final: fine-tuning {len(chosen)} policies for {cfg.final_steps} steps, then one test-split "
+                "evaluation each")
+    generations = {genome_key(e[0]): e[4] for e in screened.evaluated if len(e) > 4}
+    rows = run_policy_grid(session, [(label, g) for g, label in chosen.items()], phase="final",
+                           generations=generations)
+    rows.sort(key=lambda r: (not r["label"].startswith("pareto"), -(r.get("accuracy") or 0.0)))
+    PartWriter(session.run_dir / "pareto.parquet", TRIAL_SCHEMA).append(rows)
+    return rows

@@ -1,0 +1,131 @@
+"""Everything a run needs that can be checked before Ray starts: the run folder, the data,
+the base model (pretrained through the cache), its layer specs, the target, the budget and
+whether any policy of the search space can meet it. Nothing is written here except the
+pretraining cache."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from evo.runs.config import SearchConfig
+from evo.core.cost_table import make_cost_fn
+from evo.core.space import SearchSpace
+from hardware.budget import budget_limit, parse_budget
+from hardware.specs import LayerSpec
+from hardware.targets import load_target
+
+
+# Settings that may change between a run and its --resume; any other difference is an error.
+RESUMABLE_CHANGES = ("verbose", "address", "max_concurrent", "max_failures", "storage")
+SPLIT_SEED = 0  # one validation split for every seed, so seeds compare on the same data
+BASE_SEED = 0  # one pretrained base model for every search seed
+
+
+@dataclass
+class Prepared:
+    cfg: SearchConfig
+    splits: object  # trainables.data.DataSplits (numpy arrays)
+    base_state: dict
+    base_val_accuracy: float
+    base_test_accuracy: float
+    specs: list[LayerSpec]
+    target: object
+    budget: object
+    limit: float
+    space: SearchSpace
+    cost_fn: Callable
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
+
+
+def check_run_dir(cfg: SearchConfig, resume: bool) -> dict | None:
+    """Refuse to overwrite another run; on resume, return the saved run.yaml and refuse a changed config."""
+    import yaml
+
+    run_yaml = cfg.run_dir / "run.yaml"
+    if not resume:
+        if run_yaml.exists():
+            raise ValueError(f"run folder {cfg.run_dir} already holds a run (run.yaml); "
+                             "pass --resume to continue it, or --name / --storage for a new one")
+        return None
+    if not run_yaml.exists():
+        raise ValueError(f"--resume: no run to resume at {cfg.run_dir} (no run.yaml)")
+    saved = yaml.safe_load(run_yaml.read_text()) or {}
+    before = saved.get("config", {})
+    now = cfg.to_dict()
+    changed = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ValueError(f"--resume: the config differs from the run in {cfg.run_dir} ({detail}); "
+                         "resume with the same settings or start a new run with --name")
+    return saved
+
+
+def build_space(cfg: SearchConfig, specs: list[LayerSpec]) -> SearchSpace:
+    kwargs = {}
+    for name in ("sparsity_choices", "keep_ratio_choices", "weight_bit_choices", "activation_bit_choices"):
+        if getattr(cfg, name) is not None:
+            kwargs[name] = getattr(cfg, name)
+    return SearchSpace(layer_names=tuple(s.name for s in specs), structure=cfg.structure,
+                       pin_first_last_8bit=cfg.pin_first_last_8bit, **kwargs)
+
+
+def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:
+    from evo.core.repair import cheapest_genome
+    from hardware.profiler import profile_model
+    from trainables.data import load_dataset
+    from trainables.models import create_model
+    from trainables.pretrain import pretrain
+
+    check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
+    check_run_dir(cfg, resume)
+    target = load_target(cfg.target)
+    budget = parse_budget(cfg.budget)
+    splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED)
+    model = create_model(cfg.model, in_channels=splits.in_channels, num_classes=splits.num_classes,
+                         image_shape=splits.image_shape)
+    specs = profile_model(model, splits.image_shape)
+    limit = budget_limit(budget, specs, target)
+    space = build_space(cfg, specs)
+    cost_fn = make_cost_fn(space, specs, target, budget.metric)
+    cheapest = cheapest_genome(space)
+    cheapest_cost = cost_fn(cheapest)
+    if cheapest_cost > limit:
+        raise ValueError(
+            f"budget {cfg.budget} ({budget.metric} <= {limit:.6g}) cannot be met: the cheapest policy of the search "
+            f"space costs {cheapest_cost:.6g} ({space.decode(cheapest).to_dict()['layers']}); "
+            "loosen the budget or widen the choice tables"
+        )
+    base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir,
+                    val_fraction=cfg.val_fraction, log=log)
+    log(f"base model {cfg.model} on {cfg.dataset}: validation accuracy {base.val_accuracy:.4f}"
+        f"{' (cached)' if base.cached else ''}; budget {budget.metric} <= {limit:.6g} on target {target.name}")
+    return Prepared(cfg=cfg, splits=splits, base_state=base.state_dict, base_val_accuracy=base.val_accuracy,
+                    base_test_accuracy=base.test_accuracy, specs=specs, target=target, budget=budget, limit=limit,
+                    space=space, cost_fn=cost_fn)
+
+
+ADDRESS_CONNECT_SECONDS = 5.0
+
+
+
+def check_address(address: str | None) -> None:
+    """Fail in seconds where nothing listens at a host:port ``--address``: ray.init would retry
+    its GCS connection for a minute or more before giving up."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--address {address!r}: expected 'auto', host:port (e.g. 10.0.0.5:6379) or "
+                         "ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_CONNECT_SECONDS).close()
+    except OSError as err:
+        raise ValueError(f"--address {address!r}: nothing answers there ({err}); start a cluster with "
+                         "`ray start --head` (see clusters/local-multinode.md) or drop --address for a local run"
+                         ) from None
