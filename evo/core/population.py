@@ -86,9 +86,38 @@ _SETTINGS = (  # name, test on a number, what the ValueError asks for
 
 
 class Population:
+    """Generational NSGA-II as an ask/tell object, pure (no Ray, no torch): ``ask`` hands out the
+    next genome (None: wait for results; FINISHED: done), ``tell`` takes its validation accuracy and
+    cost; a generation closes when all its genomes are told (survival, tournament, crossover,
+    mutation, budget repair of the offspring). A genome evaluated before is answered from the
+    history instead of being trained again.
+
+    Args:
+        space: the search space (evo.core.space.SearchSpace).
+        cost_fn: genome -> budgeted cost (evo.core.cost_table.make_cost_fn).
+        limit: the budget in cost_fn's units.
+        population_size: survivors per generation and offspring bred per generation.
+        generations: generations after generation 0.
+        seed: seeds the population's own random.Random (checkpointed in ``state``).
+        crossover_prob: probability that two parents are crossed (DEAP cxUniform).
+        mutation_indpb: per-gene mutation probability (default 1 / genes).
+
+    ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
+    """
+
     def __init__(self, *, space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
                  population_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
-                 mutation_indpb: float | None = None, _restoring: bool = False):
+                 mutation_indpb: float | None = None):
+        self._setup(space=space, cost_fn=cost_fn, limit=limit, population_size=population_size,
+                    generations=generations, seed=seed, crossover_prob=crossover_prob, mutation_indpb=mutation_indpb)
+        check_reachable(space, cost_fn, self.limit)
+        start = initial_genomes(space, cost_fn, self.limit, population_size, self.rng, DRAWS_PER_SLOT)
+        self._queue.extend((genome, repaired, None) for genome, repaired in start)
+        self._close_while_empty()
+
+    def _setup(self, *, space, cost_fn, limit, population_size, generations, seed, crossover_prob,
+               mutation_indpb) -> None:
+        """Validated settings and empty bookkeeping (shared by __init__ and from_state)."""
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space={space!r} must be an evo.core.space.SearchSpace")
         mutation_indpb = 1.0 / space.n_genes if mutation_indpb is None else mutation_indpb
@@ -113,11 +142,6 @@ class Population:
         self._offspring: list[Evaluation] = []  # this generation's results so far
         self._next_ask_id = 0
         self._finished = False
-        if not _restoring:
-            check_reachable(space, cost_fn, self.limit)
-            start = initial_genomes(space, cost_fn, self.limit, population_size, self.rng, DRAWS_PER_SLOT)
-            self._queue.extend((genome, repaired, None) for genome, repaired in start)
-            self._close_while_empty()
 
     # -- the ask/tell interface ---------------------------------------------------------
     def ask(self) -> Candidate | None | str:
@@ -308,10 +332,11 @@ class Population:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a Population state of version {STATE_VERSION}: "
                              f"version={state.get('version') if isinstance(state, dict) else state!r}")
-        population = cls(space=SearchSpace.from_dict(state["space"]), cost_fn=cost_fn, limit=state["limit"],
-                         population_size=state["population_size"], generations=state["generations"],
-                         seed=state["seed"], crossover_prob=state["crossover_prob"],
-                         mutation_indpb=state["mutation_indpb"], _restoring=True)
+        population = cls.__new__(cls)  # no generation 0: the saved state replaces it
+        population._setup(space=SearchSpace.from_dict(state["space"]), cost_fn=cost_fn, limit=state["limit"],
+                          population_size=state["population_size"], generations=state["generations"],
+                          seed=state["seed"], crossover_prob=state["crossover_prob"],
+                          mutation_indpb=state["mutation_indpb"])
         version, internal, gauss = state["rng"]
         population.rng.setstate((version, tuple(internal), gauss))
         population.generation, population._next_ask_id = state["generation"], state["next_ask_id"]
