@@ -1,4 +1,6 @@
-"""Genomes and their codecs: DEAP individual, flat Ray Tune config, compression Policy.
+"""Genomes and their codecs: the compression Policy a genome decodes to (``SearchSpace.decode``)
+and back (``from_policy``: a user's policy file as a genome), and the short text key of the
+Parquet tables and logs.
 
 A genome is a plain ``tuple[int, ...]`` of choice-table indices (see ``evo.core.space``): it is
 hashable, so it keys the evaluation cache, and it pickles and JSON-encodes as plain data.
@@ -13,7 +15,7 @@ Pure Python: no torch, no Ray.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from hardware.policy import Policy
 from evo.core.space import GENES_PER_LAYER, SearchSpace
@@ -29,28 +31,6 @@ class Individual(list):
         self.fitness = fitness
 
 
-def to_individual(genome: Sequence[int], fitness=None) -> Individual:
-    return Individual(genome, fitness)
-
-
-def from_individual(individual: Sequence[int]) -> Genome:
-    return tuple(int(gene) for gene in individual)
-
-
-# -- Ray Tune config ----------------------------------------------------------------------
-def config_key(layer: str, kind: str) -> str:
-    return f"{layer}/{kind}"
-
-
-def to_config(genome: Sequence[int], space: SearchSpace) -> dict:
-    """Flat config holding the chosen *values*, so the Tune dashboard shows 0.9 / 4 bits, not indices."""
-    genome = space.check_genome(genome)
-    return {
-        config_key(*space.gene_name(position)): space.gene_tables[position][index]
-        for position, index in enumerate(genome)
-    }
-
-
 def _index_of(value: object, table: tuple, where: str) -> int:
     # bool is an int subclass (True == 1 == keep ratio 1.0): never a valid setting
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -61,23 +41,7 @@ def _index_of(value: object, table: tuple, where: str) -> int:
     raise ValueError(f"{where}={value!r} is not in the search space; valid choices: {list(table)}")
 
 
-def from_config(config: Mapping, space: SearchSpace) -> Genome:
-    """Inverse of ``to_config``; other keys in ``config`` are ignored."""
-    genome = []
-    for position, table in enumerate(space.gene_tables):
-        key = config_key(*space.gene_name(position))
-        if key not in config:
-            raise ValueError(f"config has no key {key!r}; it needs one key per layer and gene: "
-                             f"'<layer>/prune', '<layer>/weight_bits', '<layer>/activation_bits'")
-        genome.append(_index_of(config[key], table, key))
-    return tuple(genome)
-
-
 # -- Policy -------------------------------------------------------------------------------
-def to_policy(genome: Sequence[int], space: SearchSpace) -> Policy:
-    return space.decode(genome)
-
-
 def from_policy(policy: Policy, space: SearchSpace) -> Genome:
     """The genome whose decoded policy is ``policy``; ValueError if a value is not in the tables."""
     if policy.structure != space.structure:

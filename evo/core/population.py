@@ -254,7 +254,10 @@ class Population:
                 self._breed()
 
     def _close_generation(self) -> None:
-        offspring = self._offspring
+        # in genome order, not the order results arrived in (trials finish in any order on a
+        # cluster): survival's tie-breaks, and so the next generations, do not depend on timing,
+        # and a resumed run breeds what an uninterrupted one would
+        offspring = sorted(self._offspring, key=lambda e: e.genome)
         pool: dict[tuple[int, ...], Evaluation] = {}
         for evaluation in self._parents + offspring:  # one entry per genome, parents' first
             pool.setdefault(evaluation.genome, evaluation)

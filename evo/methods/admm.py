@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from evo.core.trial import Outcome, RunContext, outcome, trial_row
+from ray.tune import Callback
+
+from evo.core.trial import WORKER_FAILURE, Outcome, RunContext, outcome, trial_row
 from evo.runs.config import RunSettings
 from evo.runs.schema import TRIAL_SCHEMA
 from evo.runs.parquet import PartWriter, read_table
@@ -212,17 +214,34 @@ def _run_trials(session) -> list[dict]:
     prep, cfg = session.prep, session.prep.cfg
     session.log(f"admm: {len(prep.todo)} trial(s), {session.slots} at once, {cfg.admm.epochs} ADMM + "
                 f"{cfg.admm.fine_tune_epochs} fine-tune epochs each, quantizer {cfg.admm.quantizer}")
-    tuner = build_tuner(session.trainable, run_dir=cfg.run_dir, experiment=f"admm-{int(time.time())}",
-                        search_alg=None, param_space={"run": tune.grid_search(prep.todo)}, max_concurrent=session.slots,
-                        max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=1)
-    rows = []
-    for result in tuner.fit():
-        rows += result_rows(prep, result.config["run"], dict(result.metrics or {}), result.error)
-    PartWriter(cfg.run_dir / "trials.parquet", TRIAL_SCHEMA).append(rows)
-    for row in rows:
-        if row["phase"] == "final" and row["status"] == "ok":
-            Policy.from_dict(json.loads(row["policy"])).save(cfg.run_dir / "policies" / policy_file_name(row))
-    return rows
+    rows = ADMMRowStreamer(prep)
+    build_tuner(session.trainable, run_dir=cfg.run_dir, experiment=f"admm-{int(time.time())}", search_alg=None,
+                param_space={"run": tune.grid_search(prep.todo)}, max_concurrent=session.slots,
+                max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=1, callbacks=[rows]).fit()
+    return rows.rows
+
+
+class ADMMRowStreamer(Callback):
+    """Writes each ADMM trial's rows (and its policy file) as the trial ends, so a killed driver
+    keeps every finished budget x seed and ``--resume`` runs only the others."""
+
+    def __init__(self, prep: PreparedADMM):
+        self.prep, self.rows = prep, []
+        self.writer = PartWriter(prep.cfg.run_dir / "trials.parquet", TRIAL_SCHEMA)
+
+    def on_trial_complete(self, iteration: int, trials, trial, **info) -> None:
+        self._write(result_rows(self.prep, trial.config["run"], dict(trial.last_result or {}), None))
+
+    def on_trial_error(self, iteration: int, trials, trial, **info) -> None:
+        self._write(result_rows(self.prep, trial.config["run"], {}, WORKER_FAILURE))
+
+    def _write(self, rows: list[dict]) -> None:
+        self.writer.append(rows)
+        self.rows += rows
+        for row in rows:
+            if row["phase"] == "final" and row["status"] == "ok":
+                Policy.from_dict(json.loads(row["policy"])).save(self.prep.cfg.run_dir / "policies" /
+                                                                 policy_file_name(row))
 
 
 def policy_file_name(row: dict) -> str:

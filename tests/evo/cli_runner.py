@@ -9,6 +9,8 @@ import sys
 EVO = [sys.executable, "-m", "evo.cli"]
 
 
-def run_evo(args, cwd, timeout=420):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run_evo(args, cwd, timeout=420, env=None):
+    """The command's CompletedProcess; the environment is this test session's (with its private
+    checkpoint cache, tests/conftest.py) unless ``env`` is given."""
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(EVO + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)

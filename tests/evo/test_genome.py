@@ -3,17 +3,7 @@ import pickle
 
 import pytest
 
-from evo.core.genome import (
-    Individual,
-    from_config,
-    from_individual,
-    from_policy,
-    genome_from_key,
-    genome_key,
-    to_config,
-    to_individual,
-    to_policy,
-)
+from evo.core.genome import Individual, from_policy, genome_from_key, genome_key
 from evo.core.space import SearchSpace
 from hardware.policy import LayerPolicy, Policy
 
@@ -21,64 +11,30 @@ SPACE = SearchSpace(("conv1", "fc"))
 GENOME = (3, 1, 2, 0, 4, 5)  # conv1: sparsity 0.6, w3 a4; fc: sparsity 0, w6 a8
 
 
-def test_individual_round_trip_is_a_plain_picklable_list():
-    individual = to_individual(GENOME, fitness="f")
-    assert isinstance(individual, list) and isinstance(individual, Individual)
-    assert individual == list(GENOME) and individual.fitness == "f"
-    assert from_individual(individual) == GENOME and isinstance(from_individual(individual), tuple)
+def test_individual_is_a_plain_picklable_list():
+    individual = Individual(GENOME, fitness="f")
+    assert isinstance(individual, list) and individual == list(GENOME) and individual.fitness == "f"
     copy = pickle.loads(pickle.dumps(individual))  # no deap.creator class needed to unpickle
     assert copy == individual and copy.fitness == "f"
 
 
-def test_config_holds_values_under_layer_keys():
-    assert to_config(GENOME, SPACE) == {
-        "conv1/prune": 0.6, "conv1/weight_bits": 3, "conv1/activation_bits": 4,
-        "fc/prune": 0.0, "fc/weight_bits": 6, "fc/activation_bits": 8,
-    }
-
-
-def test_config_round_trip_through_json_ignores_other_keys():
-    config = json.loads(json.dumps({**to_config(GENOME, SPACE), "seed": 3, "generation": 1}))
-    assert from_config(config, SPACE) == GENOME
-
-
-def test_channel_config_holds_keep_ratios():
+def test_channel_policy_holds_keep_ratios():
     space = SearchSpace(("conv1", "fc"), structure="channel")
-    config = to_config((6, 0, 0, 0, 5, 5), space)
-    assert config["conv1/prune"] == 0.25 and config["fc/prune"] == 1.0
-    assert from_config(config, space) == (6, 0, 0, 0, 5, 5)
+    policy = space.decode((6, 0, 0, 0, 5, 5))
+    assert policy["conv1"].keep_ratio == 0.25 and policy["fc"].keep_ratio == 1.0
+    assert from_policy(policy, space) == (6, 0, 0, 0, 5, 5)
 
 
-@pytest.mark.parametrize(
-    "key, value, message",
-    [
-        ("conv1/prune", 0.33, r"conv1/prune=0.33 is not in the search space; valid choices: \[0.0, 0.25"),
-        ("fc/weight_bits", 7, r"fc/weight_bits=7 is not in the search space; valid choices: \[2, 3, 4, 5, 6, 8\]"),
-        ("fc/activation_bits", "8", "is not a number"),
-        ("fc/activation_bits", float("nan"), "is not a number"),
-    ],
-)
-def test_config_value_outside_the_tables_raises(key, value, message):
-    config = {**to_config(GENOME, SPACE), key: value}
-    with pytest.raises(ValueError, match=message):
-        from_config(config, SPACE)
-
-
-def test_bool_is_not_a_keep_ratio_of_one():
-    space = SearchSpace(("conv1",), structure="channel")
-    with pytest.raises(ValueError, match="True"):
-        from_config({"conv1/prune": True, "conv1/weight_bits": 8, "conv1/activation_bits": 8}, space)
-
-
-def test_config_missing_a_key_raises():
-    config = to_config(GENOME, SPACE)
-    del config["fc/prune"]
-    with pytest.raises(ValueError, match="'fc/prune'"):
-        from_config(config, SPACE)
+def test_policy_sparsity_outside_the_tables_raises():
+    policy = Policy((("conv1", LayerPolicy(sparsity=0.33, weight_bits=8, activation_bits=8)),
+                     ("fc", LayerPolicy(sparsity=0.0, weight_bits=8, activation_bits=8))))
+    with pytest.raises(ValueError, match=r"layer 'conv1' sparsity=0.33 is not in the search space; valid choices: "
+                                         r"\[0.0, 0.25"):
+        from_policy(policy, SPACE)
 
 
 def test_policy_round_trip():
-    policy = to_policy(GENOME, SPACE)
+    policy = SPACE.decode(GENOME)
     assert policy["conv1"] == LayerPolicy(sparsity=0.6, weight_bits=3, activation_bits=4)
     assert policy["fc"] == LayerPolicy(sparsity=0.0, weight_bits=6, activation_bits=8)
     assert from_policy(policy, SPACE) == GENOME

@@ -319,3 +319,22 @@ def test_bad_settings_raise(overrides, message):
 def test_unreachable_budget_names_the_cheapest_cost():
     with pytest.raises(ValueError, match=r"budget unreachable: limit=1 .*costs 3"):
         make(limit=1.0)  # cheapest: 15 * 0.05 * 2 * 2 = 3
+
+
+def test_a_generation_closes_the_same_whatever_order_its_results_arrive_in():
+    import random as random_module
+
+    def run(shuffle_seed):
+        population = make()
+        order = random_module.Random(shuffle_seed)
+        while (item := population.ask()) is not FINISHED:
+            waiting = [item]
+            while (more := population.ask()) not in (None, FINISHED):
+                waiting.append(more)
+            order.shuffle(waiting)  # results of one generation told in a random order
+            for candidate in waiting:
+                population.tell(candidate.ask_id, accuracy(candidate.genome), cost(candidate.genome))
+        return [tuple(r["genome"]) for r in population.history], population.generation_stats
+
+    first, second = run(1), run(2)
+    assert sorted(first[0]) == sorted(second[0]) and first[1] == second[1]
