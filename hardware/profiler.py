@@ -65,7 +65,7 @@ def _record_layers(model, input_shape) -> tuple[dict[str, dict], list]:
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = next(iter(model.parameters()), torch.zeros(0)).device
         with torch.no_grad():
             model(torch.zeros((1, *input_shape), device=device))
     finally:

@@ -63,7 +63,7 @@ def trace_wiring(model, input_shape: tuple[int, ...]) -> dict[str, dict]:
     model.eval()  # ShapeProp runs the graph: BatchNorm must not update its running statistics
     try:
         with torch.no_grad():
-            device = next(model.parameters()).device
+            device = next(iter(model.parameters()), torch.zeros(0)).device
             ShapeProp(graph_module).propagate(torch.zeros((1, *input_shape), device=device))
     finally:
         model.train(was_training)
