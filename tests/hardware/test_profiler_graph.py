@@ -135,7 +135,9 @@ def test_channel_policy_applies_and_fine_tunes(net):
     torch.manual_seed(0)
     model = model_class()
     specs = profile_model(model, shape)
-    policy = Policy(tuple((s.name, LayerPolicy(keep_ratio=0.5, weight_bits=8)) for s in specs), structure="channel")
+    ratios = (0.5, 0.75, 0.25)  # unequal, so a depthwise conv that kept its own ratio would show
+    policy = Policy(tuple((s.name, LayerPolicy(keep_ratio=ratios[i % 3], weight_bits=8)) for i, s in enumerate(specs)),
+                    structure="channel")
     x, y = torch.randn(16, *shape), torch.randint(0, 10, (16,))
     apply_policy(model, policy, specs, x[:8])
     result = fine_tune(model, x, y, steps=1, batch_size=16, lr=0.01, seed=0)
@@ -143,6 +145,10 @@ def test_channel_policy_applies_and_fine_tunes(net):
     summary = compression_summary(model)
     charged = {layer.name: layer.kept_out_channels for layer in effective_layers(specs, policy)}
     assert {name: summary[name]["kept_channels"] for name in charged} == charged
+    for spec in specs:  # a depthwise conv keeps exactly its producer's channels
+        if spec.groups > 1 and spec.groups == spec.in_channels == spec.out_channels:
+            kept = [model.get_submodule(n).weight.detach().flatten(1).any(dim=1) for n in (spec.name, spec.producer)]
+            assert torch.equal(*kept)
 
 
 def old_resnet20_table(model) -> dict[str, dict]:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from hardware.profiler import profile_model
-from trainables.user_model import (build_from_reference, build_user_model, load_weights, model_source_hash,
-                                   parse_model_args, resolve_model)
+from trainables.user_model import (build_from_reference, build_user_model, load_factory, load_weights,
+                                   model_source_hash, parse_model_args, resolve_model)
 
 HELPER = Path(__file__).with_name("user_factories.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +30,13 @@ def test_factory_by_file_and_module_path(spec, monkeypatch):
     assert isinstance(model, nn.Sequential) and model[0].out_channels == 12  # the factory got width=3 only
     assert [s.name for s in profile_model(model, (1, 6, 6))] == ["0", "5"]
     assert pickle.loads(pickle.dumps(reference)) == reference
-    if reference["spec"].startswith("/"):
-        assert Path(reference["spec"].rsplit(":", 1)[0]).is_file()  # absolute: a worker elsewhere finds it
+    if "/" in spec:  # a file: made absolute, so a worker in another folder finds it
+        assert Path(reference["spec"].rsplit(":", 1)[0]).is_absolute()
+
+
+def test_a_file_is_imported_once_per_process():
+    """Its classes and module state stay the same objects however often a worker builds."""
+    assert load_factory(f"{HELPER}:tiny_convnet") is load_factory(f"{HELPER}:tiny_convnet")
 
 
 def test_zoo_model_gets_dataset_shapes():
