@@ -7,7 +7,8 @@ enough (Fashion-MNIST: 220 MB as float32) to live whole on the device (``to_tens
 which keeps training free of DataLoader overhead.
 
 Sources: Fashion-MNIST from its original IDX files, scikit-learn's bundled digits (tiny, for
-tests), CIFAR-10 from its original python pickles read with a restricted unpickler.
+tests), CIFAR-10 from its original python pickles read with a restricted unpickler, and a
+user's own arrays (an .npz file or a ``package.module:function``; see ``user_data``).
 """
 
 from __future__ import annotations

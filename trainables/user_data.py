@@ -10,7 +10,9 @@ statistics like every dataset). Labels are integers 0 .. classes-1. npz is read 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,32 @@ def user_dataset_info(spec: str) -> dict:
     return {"in_channels": shape[0], "num_classes": int(arrays["y_train"].max()) + 1, "image_shape": shape}
 
 
+def dataset_source_hash(spec: str) -> str:
+    """16 hex digits over the .npz file's bytes, or the loader module's source file, so a
+    cache keyed on the dataset (the pretrained checkpoint) goes stale when the data changes."""
+    if spec.endswith(".npz"):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ValueError(f"dataset {spec!r}: file {str(path)!r} does not exist")
+    else:
+        where = spec.rpartition(":")[0]
+        path = Path(inspect.getsourcefile(_import(where, spec)))
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(spec.rpartition(":")[2].encode() if ":" in spec else b"")
+    return digest.hexdigest()[:16]
+
+
+def _import(where: str, spec: str):
+    try:
+        return importlib.import_module(where)
+    except Exception as err:
+        raise ValueError(f"dataset {spec!r}: cannot import module {where!r} ({type(err).__name__}: {err}); "
+                         "expected file.npz or package.module:function") from err
+
+
 def _read_npz(spec: str) -> dict[str, np.ndarray]:
     path = Path(spec).expanduser()
     if not path.is_file():
@@ -49,11 +77,7 @@ def _read_npz(spec: str) -> dict[str, np.ndarray]:
 
 def _call_loader(spec: str) -> dict[str, np.ndarray]:
     where, _, function = spec.rpartition(":")
-    try:
-        module = importlib.import_module(where)
-    except Exception as err:
-        raise ValueError(f"dataset {spec!r}: cannot import module {where!r} ({type(err).__name__}: {err}); "
-                         "expected file.npz or package.module:function") from err
+    module = _import(where, spec)
     loader = getattr(module, function, None)
     if not callable(loader):
         raise ValueError(f"dataset {spec!r}: module {where!r} has no function {function!r}")

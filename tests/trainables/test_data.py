@@ -329,3 +329,20 @@ def test_object_arrays_are_refused(tmp_path):
     np.savez(path, **user_arrays("float32", False) | {"x_train": np.array([object()] * 80)})
     with pytest.raises(ValueError, match="cannot read it without pickle"):
         load_dataset(str(path))
+
+
+def test_dataset_source_hash_follows_the_data(tmp_path):
+    from trainables.user_data import dataset_source_hash
+
+    arrays = user_arrays("uint8", False)
+    np.savez(tmp_path / "a.npz", **arrays)
+    np.savez(tmp_path / "same.npz", **arrays)
+    arrays["x_test"][0, 0, 0] ^= 1
+    np.savez(tmp_path / "changed.npz", **arrays)
+    digest = dataset_source_hash(str(tmp_path / "a.npz"))
+    assert len(digest) == 16 and dataset_source_hash(str(tmp_path / "same.npz")) == digest
+    assert dataset_source_hash(str(tmp_path / "changed.npz")) != digest
+    loader = dataset_source_hash("tests.trainables.user_factories:tiny_arrays")
+    assert loader != dataset_source_hash("tests.trainables.user_factories:not_a_module")
+    with pytest.raises(ValueError, match="does not exist"):
+        dataset_source_hash(str(tmp_path / "absent.npz"))
