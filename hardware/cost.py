@@ -121,7 +121,7 @@ def _effective_layer(spec: LayerSpec, policy: Policy, kept_out: dict[str, int] |
         kept_in_channels=in_channels,
         macs_effective=positions * nnz,
         macs_dense=positions * dense_weights,
-        input_activations=in_channels * spec.input_hw[0] * spec.input_hw[1],
+        input_activations=spec.calls * in_channels * spec.input_hw[0] * spec.input_hw[1],
         output_activations=out_channels * positions,
         terms_per_output=in_per_group * kh * kw,
         has_bias=spec.has_bias,

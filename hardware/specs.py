@@ -14,6 +14,10 @@ Channel-structured pruning needs the wiring between layers:
   keep the same channels, so the group's *leader* (its first layer in model order) sets
   the keep ratio for all of them.
 * ``prunable_outputs`` is False for the classifier: its outputs are the classes.
+
+``calls`` counts how often one inference runs the layer (a layer reused in ``forward``,
+always on inputs of the same shape): its weights are stored once, but every call computes,
+so MACs and activations are counted ``calls`` times.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ class LayerSpec:
     input_channel_multiplier: int = 1
     tie_group: str | None = None
     prunable_outputs: bool = True
+    calls: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
             raise ValueError(f"layer {self.name!r}: kind={self.kind!r}; valid choices: {list(LAYER_KINDS)}")
-        for what in ("in_channels", "out_channels", "groups", "input_channel_multiplier"):
+        for what in ("in_channels", "out_channels", "groups", "input_channel_multiplier", "calls"):
             value = getattr(self, what)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"layer {self.name!r}: {what}={value!r} must be a positive integer")
@@ -66,7 +71,8 @@ class LayerSpec:
 
     @property
     def output_positions(self) -> int:
-        return self.output_hw[0] * self.output_hw[1]
+        """Output pixels computed per inference, over all ``calls``."""
+        return self.calls * self.output_hw[0] * self.output_hw[1]
 
     @property
     def macs(self) -> int:
@@ -75,7 +81,7 @@ class LayerSpec:
 
     @property
     def input_activations(self) -> int:
-        return self.in_channels * self.input_hw[0] * self.input_hw[1]
+        return self.calls * self.in_channels * self.input_hw[0] * self.input_hw[1]
 
     @property
     def output_activations(self) -> int:

@@ -7,7 +7,8 @@ enough (Fashion-MNIST: 220 MB as float32) to live whole on the device (``to_tens
 which keeps training free of DataLoader overhead.
 
 Sources: Fashion-MNIST from its original IDX files, scikit-learn's bundled digits (tiny, for
-tests), CIFAR-10 from its original python pickles read with a restricted unpickler.
+tests), CIFAR-10 from its original python pickles read with a restricted unpickler, and a
+user's own arrays (an .npz file or a ``package.module:function``; see ``user_data``).
 """
 
 from __future__ import annotations
@@ -214,22 +215,51 @@ _LOADERS = {
 }
 
 
+def is_user_dataset(name: str) -> bool:
+    """A user's dataset: an .npz file or a ``package.module:function`` returning the arrays."""
+    return name.endswith(".npz") or ":" in name
+
+
 def load_dataset(name: str, *, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
                  limit_train: int | None = None) -> DataSplits:
     """Load a dataset and carve a seeded validation subset out of its training set.
 
+    ``name`` is a built-in dataset or a user's (``is_user_dataset``; ``data_dir`` is not used
+    for those, and their own x_val / y_val, when given, replace the carved subset).
     The validation subset depends only on ``seed`` and ``val_fraction``; ``limit_train``
     then keeps the first ``limit_train`` of the remaining (shuffled) training images."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid choices: {list(DATASETS)}")
+    if not is_user_dataset(name) and name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {list(DATASETS)}, a file.npz or "
+                         "package.module:function")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} must be between 0 and 1 (exclusive)")
     if limit_train is not None and (not isinstance(limit_train, int) or limit_train < 1):
         raise ValueError(f"limit_train={limit_train!r} must be a positive integer or None")
-    train_x, train_y, test_x, test_y = _LOADERS[name](data_dir)
+    validation = None
+    if is_user_dataset(name):
+        from .user_data import load_user_arrays
+
+        arrays = load_user_arrays(name)
+        train_x, train_y, test_x, test_y = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        validation = (arrays["x_val"], arrays["y_val"]) if "x_val" in arrays else None
+    else:
+        train_x, train_y, test_x, test_y = _LOADERS[name](data_dir)
+    return split_and_normalize(name, train_x, train_y, test_x, test_y, validation=validation,
+                               val_fraction=val_fraction, seed=seed, limit_train=limit_train)
+
+
+def split_and_normalize(name: str, train_x, train_y, test_x, test_y, *, validation=None, val_fraction: float,
+                        seed: int, limit_train: int | None) -> DataSplits:
+    """Seeded split (unless ``validation`` = (x, y) is given) and per-channel standardization
+    with the training split's statistics."""
     order = np.random.default_rng(seed).permutation(len(train_y))
-    n_val = max(1, int(round(val_fraction * len(train_y))))
-    val_idx, train_idx = order[:n_val], order[n_val:limit_train + n_val if limit_train else None]
+    if validation is None:
+        n_val = max(1, int(round(val_fraction * len(train_y))))
+        val_idx, train_idx = order[:n_val], order[n_val:limit_train + n_val if limit_train else None]
+        val_x, val_y = train_x[val_idx], train_y[val_idx]
+    else:
+        train_idx = order[:limit_train]
+        val_x, val_y = validation
     mean, std = _channel_stats(train_x[train_idx])
 
     def normalize(images: np.ndarray) -> np.ndarray:
@@ -238,17 +268,19 @@ def load_dataset(name: str, *, data_dir=None, val_fraction: float = 0.1, seed: i
     return DataSplits(
         name=name,
         train_x=normalize(train_x[train_idx]), train_y=train_y[train_idx].astype(np.int64),
-        val_x=normalize(train_x[val_idx]), val_y=train_y[val_idx].astype(np.int64),
+        val_x=normalize(val_x), val_y=val_y.astype(np.int64),
         test_x=normalize(test_x), test_y=test_y.astype(np.int64),
-        in_channels=int(train_x.shape[1]), num_classes=int(max(train_y.max(), test_y.max()) + 1),
+        in_channels=int(train_x.shape[1]), num_classes=int(max(train_y.max(), test_y.max(), val_y.max()) + 1),
         image_shape=tuple(int(d) for d in train_x.shape[1:]),
     )
 
 
 def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std, shaped (1, C, 1, 1) to broadcast over N, H, W."""
-    mean = images.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)  # no float64 copy of the images
-    std = images.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+    """Per-channel mean and std, shaped (1, C, 1, 1) to broadcast over N, H, W (for N x D
+    feature vectors: per feature, shaped (1, D))."""
+    axes = (0, *range(2, images.ndim))
+    mean = images.mean(axis=axes, keepdims=True, dtype=np.float64)  # no float64 copy of the images
+    std = images.std(axis=axes, keepdims=True, dtype=np.float64)
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
@@ -273,6 +305,11 @@ DATASET_INFO = {
 
 
 def dataset_info(name: str) -> dict:
+    """in_channels, num_classes and image_shape; a user's dataset is read (and checked) for them."""
+    if is_user_dataset(name):
+        from .user_data import user_dataset_info
+
+        return user_dataset_info(name)
     if name not in DATASET_INFO:
         raise ValueError(f"dataset {name!r} is unknown; valid choices: {list(DATASETS)}")
     return dict(DATASET_INFO[name])

@@ -63,10 +63,6 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
             )
 
-    @property
-    def projects(self) -> bool:
-        return len(self.shortcut) > 0
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -101,26 +97,6 @@ class ResNet20(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def channel_wiring(self) -> dict[str, dict]:
-        """Producer and residual tie group of every conv / linear layer (see hardware.specs).
-
-        Each stage's outputs are one residual stream: the layers summed into it (the stem or
-        the projection shortcut, and every block's conv2) share a tie group, and layers that
-        read the stream name its leader (first member in execution order) as producer."""
-        wiring = {"conv1": {"producer": None, "tie_group": "stage1"}}
-        stream_leader = "conv1"
-        for stage_index in range(1, len(self.stage_widths) + 1):
-            group = f"stage{stage_index}"
-            for block_index, block in enumerate(getattr(self, f"layer{stage_index}")):
-                prefix = f"layer{stage_index}.{block_index}"
-                wiring[f"{prefix}.conv1"] = {"producer": stream_leader}
-                wiring[f"{prefix}.conv2"] = {"producer": f"{prefix}.conv1", "tie_group": group}
-                if block.projects:  # a new stream starts; conv2 runs before the shortcut, so leads
-                    wiring[f"{prefix}.shortcut.0"] = {"producer": stream_leader, "tie_group": group}
-                    stream_leader = f"{prefix}.conv2"
-        wiring["fc"] = {"producer": stream_leader, "prunable_outputs": False}
-        return wiring
 
 
 class MLP(nn.Module):

@@ -235,14 +235,6 @@ class TinyResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
-    def channel_wiring(self) -> dict[str, dict]:
-        return {
-            "stem": {"producer": None, "tie_group": "stream"},
-            "conv_a": {"producer": "stem"},
-            "conv_b": {"producer": "conv_a", "tie_group": "stream"},
-            "fc": {"producer": "stem", "prunable_outputs": False},
-        }
-
 
 def set_channel_norms(conv: nn.Conv2d, norms: list[float]) -> None:
     per_channel = conv.weight[0].numel()

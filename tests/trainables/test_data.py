@@ -229,3 +229,120 @@ def test_dataset_info_matches_the_loaded_data(name):
                     "image_shape": tuple(splits.image_shape)}
     with pytest.raises(ValueError, match="valid choices"):
         dataset_info("imagenet")
+
+
+# -- a user's own data: .npz files and package.module:function loaders ------------------------
+def user_arrays(kind: str, with_val: bool, n_train=80, n_test=30) -> dict:
+    """uint8 N x H x W images, float32 N x C x H x W images or float32 N x D vectors; 4 classes."""
+    rng = np.random.default_rng(1)
+    make = {"uint8": lambda n: rng.integers(0, 256, (n, 5, 7), dtype=np.uint8),
+            "float32": lambda n: rng.normal(3.0, 2.0, (n, 2, 5, 7)).astype(np.float32),
+            "vectors": lambda n: rng.normal(-1.0, 4.0, (n, 9)).astype(np.float32)}[kind]
+    arrays = {"x_train": make(n_train), "y_train": (np.arange(n_train) % 4).astype(np.int32),
+              "x_test": make(n_test), "y_test": (np.arange(n_test) % 4).astype(np.uint8)}
+    if with_val:
+        arrays |= {"x_val": make(12), "y_val": np.arange(12) % 4}
+    return arrays
+
+
+@pytest.mark.parametrize("kind", ["uint8", "float32", "vectors"])
+@pytest.mark.parametrize("with_val", [False, True])
+def test_npz_round_trip(tmp_path, kind, with_val):
+    from trainables.data import dataset_info
+
+    arrays = user_arrays(kind, with_val)
+    path = tmp_path / "mine.npz"
+    np.savez(path, **arrays)
+    splits = load_dataset(str(path), val_fraction=0.25, seed=3)
+    assert isinstance(splits, data.DataSplits) and splits.name == str(path)
+    sample_shape = {"uint8": (1, 5, 7), "float32": (2, 5, 7), "vectors": (9,)}[kind]
+    assert splits.image_shape == sample_shape and splits.in_channels == sample_shape[0] and splits.num_classes == 4
+    n_val = 12 if with_val else 20
+    assert (len(splits.train_x), len(splits.val_x), len(splits.test_x)) == (80 if with_val else 60, n_val, 30)
+    for split in ("train", "val", "test"):
+        x, y = getattr(splits, f"{split}_x"), getattr(splits, f"{split}_y")
+        assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape[1:] == sample_shape
+    axes = (0, 2, 3) if len(sample_shape) == 3 else (0,)
+    np.testing.assert_allclose(splits.train_x.mean(axis=axes), 0, atol=1e-4)  # standardized on train
+    np.testing.assert_allclose(splits.train_x.std(axis=axes), 1, atol=1e-3)
+    if with_val:  # all of x_train trains, so the test split is standardized with its statistics
+        scale = 255.0 if kind == "uint8" else 1.0
+        train, test = (arrays[k].astype(np.float64) / scale for k in ("x_train", "x_test"))
+        if kind == "uint8":
+            train, test = train[:, None], test[:, None]
+        mean, std = train.mean(axis=axes, keepdims=True), train.std(axis=axes, keepdims=True)
+        np.testing.assert_allclose(splits.test_x, (test - mean) / std, atol=1e-4)
+    if with_val:
+        np.testing.assert_array_equal(splits.val_y, arrays["y_val"])
+    else:  # carved from training with the seed, as for the built-in datasets
+        again = load_dataset(str(path), val_fraction=0.25, seed=3)
+        np.testing.assert_array_equal(again.val_x, splits.val_x)
+    assert dataset_info(str(path)) == {"in_channels": splits.in_channels, "num_classes": 4,
+                                       "image_shape": sample_shape}
+
+
+def test_dataset_from_a_loader_function():
+    splits = load_dataset("tests.trainables.user_factories:tiny_arrays", seed=0)
+    assert splits.image_shape == (1, 6, 6) and splits.num_classes == 3 and len(splits.test_y) == 20
+    assert len(splits.train_y) + len(splits.val_y) == 60
+
+
+def broken(change):
+    arrays = user_arrays("float32", with_val=True)
+    change(arrays)
+    return arrays
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (broken(lambda a: a.pop("y_test")), r"missing array\(s\) \['y_test'\]"),
+    (broken(lambda a: a.pop("y_val")), r"give both x_val and y_val or neither \(it has only x_val\)"),
+    (broken(lambda a: a.update(y_train=a["y_train"][:-1])), r"x_train has 80 samples but y_train has 79 labels"),
+    (broken(lambda a: a.update(y_test=a["y_test"].astype(np.float32))), r"y_test must be a 1-D array of integer"),
+    (broken(lambda a: a["x_val"].__setitem__((0, 0, 0, 0), np.nan)), r"x_val holds NaN or infinite values"),
+    (broken(lambda a: a.update(y_train=np.zeros(80, dtype=np.int64))), r"y_train has 1 class\(es\)"),
+    (broken(lambda a: a["y_test"].__setitem__(3, 7)), r"y_test holds label 7, out of range 0..3"),
+    (broken(lambda a: a["y_train"].__setitem__(0, -1)), r"y_train holds negative label -1"),
+    (broken(lambda a: a.update(x_test=a["x_test"][:, :1])), r"x_test samples have shape \(1, 5, 7\)"),
+    (broken(lambda a: a.update(x_train=a["x_train"].astype(np.int16))), r"x_train has dtype int16"),
+])
+def test_bad_user_arrays_name_the_array(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=message):
+        load_dataset(str(path))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nowhere/data.npz", r"file 'nowhere/data.npz' does not exist"),
+    ("tests.trainables.user_factories:absent", r"has no function 'absent'"),
+    ("tests.trainables.user_factories:not_a_module", r"missing array\(s\) \['x_train'"),  # a dict, wrong keys
+    ("tests.trainables.user_factories:no_layers", r"no_layers\(\) returned a Sequential, not a dict of arrays"),
+    ("no_such_pkg.data:arrays", r"cannot import module 'no_such_pkg.data'"),
+])
+def test_bad_user_dataset_specs(name, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(name)
+
+
+def test_object_arrays_are_refused(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, **user_arrays("float32", False) | {"x_train": np.array([object()] * 80)})
+    with pytest.raises(ValueError, match="cannot read it without pickle"):
+        load_dataset(str(path))
+
+
+def test_dataset_source_hash_follows_the_data(tmp_path):
+    from trainables.user_data import dataset_source_hash
+
+    arrays = user_arrays("uint8", False)
+    np.savez(tmp_path / "a.npz", **arrays)
+    np.savez(tmp_path / "same.npz", **arrays)
+    arrays["x_test"][0, 0, 0] ^= 1
+    np.savez(tmp_path / "changed.npz", **arrays)
+    digest = dataset_source_hash(str(tmp_path / "a.npz"))
+    assert len(digest) == 16 and dataset_source_hash(str(tmp_path / "same.npz")) == digest
+    assert dataset_source_hash(str(tmp_path / "changed.npz")) != digest
+    loader = dataset_source_hash("tests.trainables.user_factories:tiny_arrays")
+    assert loader != dataset_source_hash("tests.trainables.user_factories:not_a_module")
+    with pytest.raises(ValueError, match="does not exist"):
+        dataset_source_hash(str(tmp_path / "absent.npz"))

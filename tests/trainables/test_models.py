@@ -54,9 +54,9 @@ def test_resnet20_wiring():
     groups = {}
     for spec in specs:
         groups.setdefault(spec.tie_group, set()).add(spec.name)
-    assert groups["stage1"] == {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"}
-    for stage in (2, 3):
-        assert groups[f"stage{stage}"] == {f"layer{stage}.0.shortcut.0"} | {f"layer{stage}.{b}.conv2" for b in range(3)}
+    assert groups["conv1"] == {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"}
+    for stage in (2, 3):  # groups are named after their leader
+        assert groups[f"layer{stage}.0.conv2"] == {f"layer{stage}.0.shortcut.0"} | {f"layer{stage}.{b}.conv2" for b in range(3)}
     leaders = tie_leaders(specs)
     assert {leaders[f"layer{s}.2.conv2"] for s in (1, 2, 3)} == {"conv1", "layer2.0.conv2", "layer3.0.conv2"}
     stream_read_by_stage = {1: "conv1", 2: "layer2.0.conv2", 3: "layer3.0.conv2"}
