@@ -63,7 +63,7 @@ class Tally:
     def __init__(self):
         self.trials, self.compute, self.nodes = 0, 0.0, set()
 
-    def on_evaluated(self, trial_id, candidate, result, failed, error):
+    def on_evaluated(self, trial_id, candidate, result, result_outcome):
         self.trials += 1
         self.compute += (result or {}).get("compute_seconds", 0.0)
         self.nodes.add((result or {}).get("node_id"))

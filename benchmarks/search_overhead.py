@@ -43,7 +43,7 @@ class Sum:
         self.compute = 0.0
         self.trials = 0
 
-    def on_evaluated(self, trial_id, candidate, result, failed, error):
+    def on_evaluated(self, trial_id, candidate, result, result_outcome):
         self.compute += (result or {}).get("compute_seconds", 0.0)
         self.trials += 1
 
