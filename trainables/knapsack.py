@@ -19,12 +19,12 @@ width b_l times a per-layer unit u_l (1 for model size; b_a * H*W of the layer f
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from hardware.checks import check_int, check_number, check_positive
 from hardware.policy import FLOAT_BITS, LayerPolicy, Policy, check_bits
 from hardware.specs import LayerSpec
 
@@ -37,11 +37,6 @@ def check_quantizer(quantizer: object) -> str:
     if quantizer not in QUANTIZERS:
         raise ValueError(f"quantizer={quantizer!r} is not valid; valid choices: {list(QUANTIZERS)}")
     return quantizer
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -63,15 +58,13 @@ class ADMMSettings:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("fine_tune_epochs", self.fine_tune_epochs, minimum=0)
-        _check_int("seed", self.seed, minimum=0)
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("fine_tune_epochs", self.fine_tune_epochs, minimum=0)
+        check_int("seed", self.seed, minimum=0)
         for name in ("rho", "lr", "fine_tune_lr"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value!r} must be a positive number")
-        if not (0 <= self.momentum < 1) or not (0 <= self.weight_decay < 1):
-            raise ValueError(f"momentum={self.momentum!r} and weight_decay={self.weight_decay!r} must be in [0, 1)")
+            check_positive(name, getattr(self, name))
+        for name in ("momentum", "weight_decay"):
+            check_number(name, getattr(self, name), minimum=0.0, below=1.0)
         check_quantizer(self.quantizer)
         if self.initial_bits not in BIT_CHOICES:
             raise ValueError(f"initial_bits={self.initial_bits!r}; valid choices: {list(BIT_CHOICES)}")

@@ -11,6 +11,8 @@ from typing import Iterable
 import moocore
 import numpy
 
+from hardware.checks import check_positive
+
 
 def hypervolume(points: Iterable[tuple[float, float]], limit: float) -> float:
     """Area dominated by the feasible (accuracy, cost) points in the (-accuracy, cost/limit)
@@ -19,8 +21,7 @@ def hypervolume(points: Iterable[tuple[float, float]], limit: float) -> float:
     Uses moocore, the hypervolume backend of DEAP 1.4 (``deap.tools.indicator``); DEAP 1.4
     no longer ships ``deap.tools._hypervolume``.
     """
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (math.isfinite(limit) and limit > 0):
-        raise ValueError(f"limit={limit!r} must be a positive finite number")
+    check_positive("limit", limit)
     feasible = [(-float(accuracy), float(cost) / limit) for accuracy, cost in points
                 if math.isfinite(accuracy) and math.isfinite(cost) and cost <= limit]
     if not feasible:

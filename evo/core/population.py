@@ -36,6 +36,7 @@ from evo.core.indicators import hypervolume
 from evo.core.selection import pareto_front, survive, tournament
 from evo.core.space import SearchSpace
 from hardware.budget import violation
+from hardware.checks import check_int, check_positive, check_probability
 
 FINISHED = "FINISHED"  # same value as ray.tune.search.Searcher.FINISHED; compare with ``is``
 DRAWS_PER_SLOT = 10
@@ -75,15 +76,6 @@ def _json_float(value: float):
     return value if math.isfinite(value) else str(value)  # "nan" / "inf": strict JSON has neither
 
 
-_SETTINGS = (  # name, test on a number, what the ValueError asks for
-    ("population_size", lambda v: isinstance(v, int) and v >= 4, "an integer >= 4"),
-    ("generations", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("seed", lambda v: isinstance(v, int), "an integer"),
-    ("limit", lambda v: 0 < v < math.inf, "a positive finite number"),
-    ("crossover_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-    ("mutation_indpb", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-)
-
 
 class Population:
     """Generational NSGA-II as an ask/tell object, pure (no Ray, no torch): ``ask`` hands out the
@@ -121,12 +113,12 @@ class Population:
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space={space!r} must be an evo.core.space.SearchSpace")
         mutation_indpb = 1.0 / space.n_genes if mutation_indpb is None else mutation_indpb
-        values = dict(population_size=population_size, generations=generations, seed=seed, limit=limit,
-                      crossover_prob=crossover_prob, mutation_indpb=mutation_indpb)
-        for name, valid, expected in _SETTINGS:
-            value = values[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
-                raise ValueError(f"{name}={value!r} must be {expected}")
+        check_int("population_size", population_size, minimum=4)
+        check_int("generations", generations, minimum=1)
+        check_int("seed", seed)
+        check_positive("limit", limit)
+        check_probability("crossover_prob", crossover_prob)
+        check_probability("mutation_indpb", mutation_indpb)
         self.space, self.cost_fn, self.seed, self.limit = space, cost_fn, seed, float(limit)
         self.population_size, self.generations = population_size, generations
         self.crossover_prob, self.mutation_indpb = float(crossover_prob), float(mutation_indpb)

@@ -18,6 +18,7 @@ import math
 from typing import Callable, Iterator, Sequence
 
 from evo.core.space import GENES_PER_LAYER, SearchSpace
+from hardware.checks import is_number
 
 CostFn = Callable[[tuple[int, ...]], float]
 PRUNE_GENE = 0  # position of the pruning gene inside a layer's gene triple
@@ -49,7 +50,7 @@ def _cost(cost_fn: CostFn, genome: tuple[int, ...]) -> float:
 
 def repair(genome: Sequence[int], space: SearchSpace, cost_fn: CostFn, limit: float) -> tuple[int, ...] | None:
     """The genome itself if it fits ``limit``, else the greedily repaired genome, else None."""
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or math.isnan(limit):
+    if not is_number(limit) or math.isnan(limit):  # +inf is a valid limit: nothing to repair
         raise ValueError(f"limit={limit!r} must be a number")
     genome = space.check_genome(genome)
     cost = _cost(cost_fn, genome)

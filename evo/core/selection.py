@@ -32,6 +32,7 @@ from deap.tools.emo import assignCrowdingDist  # not exported by deap.tools
 from evo.core.fronts import sort_fronts
 from evo.core.genome import Individual
 from evo.core.variation import deap_rng
+from hardware.checks import check_int
 
 Evaluated = TypeVar("Evaluated", bound=Sequence)
 
@@ -113,8 +114,7 @@ def survive(evaluated: Sequence[Evaluated], k: int) -> list[Evaluated]:
 
     ``tools.selNSGA2``'s choice, over the fast fronts.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k={k!r} must be a non-negative integer")
+    check_int("k", k, minimum=0)
     fronts = _fronts(_individuals(evaluated), k)
     chosen = list(itertools.chain(*fronts[:-1]))
     rest = k - len(chosen)
@@ -150,8 +150,7 @@ def pareto_front(evaluated: Sequence[Evaluated]) -> list[Evaluated]:
 def tournament(population: Sequence[Evaluated], k: int, rng: random.Random) -> list[Evaluated]:
     """``k`` binary-tournament winners (DEAP ``selTournamentDCD``): constrained dominance
     first, then the larger crowding distance within a front, then a coin flip from ``rng``."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k={k!r} must be a non-negative integer")
+    check_int("k", k, minimum=0)
     if not population:
         raise ValueError("tournament needs a non-empty population")
     individuals = _individuals(population)

@@ -23,6 +23,7 @@ from deap.tools import emo as deap_emo
 from deap.tools import mutation as deap_mutation
 
 from evo.core.space import GENES_PER_LAYER, SearchSpace
+from hardware.checks import check_probability
 
 _DEAP_MODULES = (deap_crossover, deap_mutation, deap_emo)
 _DEAP_RNG_LOCK = threading.RLock()  # the swap is process-wide: serialise callers in threads
@@ -44,12 +45,6 @@ def deap_rng(rng: random.Random) -> Iterator[None]:
                 module.random = original
 
 
-def _check_probability(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value!r} must be a probability in [0, 1]")
-    return float(value)
-
-
 def crossover(parent1: Sequence[int], parent2: Sequence[int], rng: random.Random,
               indpb: float = 0.5) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Uniform crossover per layer: a layer's three genes always move together.
@@ -57,7 +52,7 @@ def crossover(parent1: Sequence[int], parent2: Sequence[int], rng: random.Random
     Swapping whole layers keeps each layer's (pruning, weight bits, activation bits) setting
     intact, which a per-gene swap would break up.
     """
-    indpb = _check_probability("indpb", indpb)
+    indpb = check_probability("indpb", indpb)
     if len(parent1) != len(parent2) or len(parent1) % GENES_PER_LAYER:
         raise ValueError(f"parents of {len(parent1)} and {len(parent2)} genes: both need the same "
                          f"length, a multiple of {GENES_PER_LAYER}")
@@ -74,7 +69,7 @@ def mutate(genome: Sequence[int], space: SearchSpace, rng: random.Random, indpb:
     """Each gene mutates with probability ``indpb``: half the time one index step up or down
     (clipped to its bounds; a local move, e.g. 4 -> 5 bits), else a uniform redraw within its
     bounds (DEAP ``mutUniformInt``; a long jump that keeps diversity)."""
-    indpb = _check_probability("indpb", indpb)
+    indpb = check_probability("indpb", indpb)
     child = list(space.check_genome(genome))
     bounds = space.gene_bounds()
     redrawn = []
