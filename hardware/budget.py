@@ -19,6 +19,7 @@ from typing import Sequence
 from .cost import COST_METRICS, REFERENCES, reference_costs
 from .specs import LayerSpec
 from .targets import Target
+from .checks import is_finite_number, is_number
 
 METRIC_ALIASES = {
     **{metric: metric for metric in COST_METRICS},
@@ -46,7 +47,7 @@ class Budget:
             raise ValueError(f"budget metric {self.metric!r} is not valid; valid choices: {list(COST_METRICS)}")
         if self.reference not in REFERENCES:
             raise ValueError(f"budget reference {self.reference!r} is not valid; valid choices: {list(REFERENCES)}")
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+        if not is_number(self.value):
             raise ValueError(f"budget value {self.value!r} must be a positive number")
         if not (math.isfinite(self.value) and self.value > 0):
             raise ValueError(f"budget value {self.value!r} must be a positive finite number")
@@ -94,9 +95,9 @@ def violation(cost: float, limit: float) -> float:
     """Relative excess over the limit, max(0, cost / limit - 1): 0 means within budget; a cost
     that is not a finite number (a failed trial) is infinitely far over it. The one place a
     violation is computed: trials, the population, ADMM and the run tables all call this."""
-    if isinstance(limit, bool) or not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+    if not (is_finite_number(limit) and limit > 0):
         raise ValueError(f"budget limit {limit!r} must be a positive finite number")
-    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost):
+    if not is_finite_number(cost):
         return math.inf
     return max(0.0, cost / limit - 1.0)
 

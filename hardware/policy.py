@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
+from .checks import is_number
 
 VALID_BITS = (2, 3, 4, 5, 6, 7, 8, 32)
 FLOAT_BITS = 32
@@ -30,7 +31,7 @@ def check_bits(bits: object, what: str = "bits") -> int:
 
 
 def check_sparsity(sparsity: object, what: str = "sparsity") -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+    if not is_number(sparsity):
         raise ValueError(f"{what}={sparsity!r} must be a number in [0, 1)")
     value = float(sparsity)
     if not (0.0 <= value < 1.0) or math.isnan(value):
@@ -39,7 +40,7 @@ def check_sparsity(sparsity: object, what: str = "sparsity") -> float:
 
 
 def check_keep_ratio(keep_ratio: object, what: str = "keep_ratio") -> float:
-    if isinstance(keep_ratio, bool) or not isinstance(keep_ratio, (int, float)):
+    if not is_number(keep_ratio):
         raise ValueError(f"{what}={keep_ratio!r} must be a number in (0, 1]")
     value = float(keep_ratio)
     if not (0.0 < value <= 1.0) or math.isnan(value):

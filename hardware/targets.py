@@ -21,6 +21,7 @@ import functools
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
+from .checks import is_number
 
 TARGET_DIR = Path(__file__).with_name("targets")
 TARGET_NAMES: tuple[str, ...] = tuple(sorted(p.stem for p in TARGET_DIR.glob("*.yaml")))
@@ -48,7 +49,7 @@ class Target:
             raise ValueError(f"target {self.name!r}: kind={self.kind!r}; valid choices: {list(TARGET_KINDS)}")
         for what in _RATE_FIELDS:
             value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_number(value):
                 raise ValueError(f"target {self.name!r}: {what}={value!r} must be a positive number")
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"target {self.name!r}: {what}={value!r} must be a positive finite number")

@@ -14,11 +14,11 @@ Pure Python: no torch, no Ray.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from hardware.policy import Policy
 from evo.core.space import GENES_PER_LAYER, SearchSpace
+from hardware.checks import is_finite_number
 
 Genome = tuple[int, ...]
 
@@ -33,7 +33,7 @@ class Individual(list):
 
 def _index_of(value: object, table: tuple, where: str) -> int:
     # bool is an int subclass (True == 1 == keep ratio 1.0): never a valid setting
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError(f"{where}={value!r} is not a number; valid choices: {list(table)}")
     for index, choice in enumerate(table):
         if value == choice:

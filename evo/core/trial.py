@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
 from evo.core.genome import genome_from_key, genome_key
+from hardware.checks import is_finite_number
 
 PHASES = ("search", "uniform", "final", "epoch")
 WORKER_FAILURE = "trial errored (worker or node failure); see error.txt in its Tune trial folder"
@@ -52,7 +53,7 @@ def outcome(result: Mapping | None, errored: bool) -> Outcome:
     if result.get("failed"):
         return Outcome(True, str(result.get("error") or "trial reported failure"), math.nan)
     accuracy = result.get("accuracy")
-    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+    if not is_finite_number(accuracy):
         return Outcome(True, f"non-finite accuracy {accuracy!r}", math.nan)
     return Outcome(False, "", float(accuracy))
 
