@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -139,7 +140,9 @@ def export_onnx(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec], pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     exported = export_model(model, policy, specs)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter is deprecated, but it is the one that writes fake quant as Q/DQ
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(exported, (example_input.cpu(),), str(path), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
