@@ -21,7 +21,7 @@ from trainables.models import create_model
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-LENET_REF = {"zoo": "lenet5", "kwargs": {"in_channels": 1, "num_classes": 10, "image_shape": (1, 16, 16)}}
+LENET_REF = {"zoo": "lenet5", "kwargs": {"in_channels": 1, "num_classes": 10, "image_shape": (1, 20, 20)}}  # fc1 reads 2x2 per channel
 POLICIES = {
     "unstructured": Policy((("conv1", LayerPolicy(0.5, 1.0, 4, 8)), ("conv2", LayerPolicy(0.8, 1.0, 3, 4)),
                             ("fc1", LayerPolicy(0.9, 1.0, 2, 3)), ("fc2", LayerPolicy(0.0, 1.0, 8, 8)))),
@@ -75,10 +75,10 @@ def test_relative_index_with_long_gaps_decodes_exactly():
 # -- model.evo.pt ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained_lenet():
-    """LeNet-5 on 16x16 inputs after a few SGD steps on a learnable random task."""
+    """LeNet-5 on 20x20 inputs after a few SGD steps on a learnable random task."""
     torch.manual_seed(0)
     model = create_model(LENET_REF["zoo"], **LENET_REF["kwargs"])
-    x = torch.randn(512, 1, 16, 16)
+    x = torch.randn(512, 1, *LENET_REF["kwargs"]["image_shape"][1:])
     y = (x[:, 0, :8].mean(dim=(1, 2)) * 20).long().clamp(-5, 4) + 5
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for step in range(30):
@@ -93,7 +93,7 @@ def _compressed(trained, structure):
     state, x, _ = trained
     model = create_model(LENET_REF["zoo"], **LENET_REF["kwargs"])
     model.load_state_dict(state)
-    specs = profile_model(model, (1, 16, 16))
+    specs = profile_model(model, LENET_REF["kwargs"]["image_shape"])
     return apply_policy(model.eval(), POLICIES[structure], specs, x[:256]), specs
 
 
@@ -171,7 +171,7 @@ def test_channel_pruned_onnx_has_the_smaller_shapes(trained_lenet, zoo, tmp_path
     if zoo == "lenet5":
         model, specs = _compressed(trained_lenet, "channel")
         policy, x = POLICIES["channel"], trained_lenet[1]
-        expected = {"conv1": [10, 1, 5, 5], "conv2": [30, 10, 5, 5], "fc1": [150, 30], "fc2": [10, 150]}
+        expected = {"conv1": [10, 1, 5, 5], "conv2": [30, 10, 5, 5], "fc1": [150, 120], "fc2": [10, 150]}
     else:
         torch.manual_seed(0)
         model, x = create_model("mlp", in_channels=1, num_classes=10, image_shape=(1, 8, 8)), torch.randn(64, 1, 8, 8)
@@ -204,7 +204,7 @@ def test_channel_export_of_residual_tie_groups_is_refused(tmp_path):
 # -- report ------------------------------------------------------------------------------
 def test_report_has_a_row_per_layer_and_the_policy_loads_back(tmp_path):
     model = create_model(LENET_REF["zoo"], **LENET_REF["kwargs"])
-    specs = profile_model(model, (1, 16, 16))
+    specs = profile_model(model, LENET_REF["kwargs"]["image_shape"])
     paths = write_report(tmp_path, specs, POLICIES["unstructured"], measured={"agreement": 1.0})
     text = open(paths["report"]).read()
     rows = [line for line in text.splitlines() if line.startswith("| ")]
