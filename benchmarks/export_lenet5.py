@@ -57,6 +57,9 @@ def main() -> None:
         started = time.perf_counter()
         checked = check_onnx(folder / "model.onnx", model, splits.test_x, splits.test_y)
         checked["seconds"] = round(time.perf_counter() - started, 1)
+        with_int32_biases = check_onnx(folder / "model.onnx", model, splits.test_x, splits.test_y, quantize_biases=True)
+        checked["agreement_ort_int32_biases"] = with_int32_biases["agreement"]
+        checked["onnx_accuracy_ort_int32_biases"] = with_int32_biases["onnx_accuracy"]
         write_report(folder, specs, policy, title=f"LeNet-5, {structure} mixed policy",
                      measured={"payload_bytes": saved["payload_bytes"], "file_bytes": saved["file_bytes"],
                                **checked})

@@ -46,7 +46,7 @@ def apply_policy(
         raise ValueError("model is already compressed; call strip_compression(model) or start from the float model")
     if not isinstance(calibration_inputs, torch.Tensor) or len(calibration_inputs) == 0:
         raise ValueError("calibration_inputs must be a non-empty batch of model inputs (N, *input_shape)")
-    layers = {spec.name: _compressible_layer(model, spec.name) for spec in specs}
+    layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
     calibration_inputs = calibration_inputs.to(next(model.parameters()).device)
     masks = _weight_masks(layers, policy, specs)
     if policy.structure == "channel":
@@ -80,7 +80,8 @@ def attach_input_quantizer(layer: nn.Module, quantizer: InputQuantizer) -> None:
     layer.register_forward_pre_hook(quantize_layer_input)
 
 
-def _compressible_layer(model: nn.Module, name: str) -> nn.Module:
+def compressible_layer(model: nn.Module, name: str) -> nn.Module:
+    """The Conv2d / Linear called ``name`` in ``model``; ValueError naming what is wrong."""
     try:
         layer = model.get_submodule(name)
     except AttributeError:

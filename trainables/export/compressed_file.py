@@ -29,7 +29,7 @@ from hardware.policy import Policy
 from hardware.size import honest_size_bits
 from hardware.specs import LayerSpec
 
-from ..compress import _compressible_layer
+from ..compress import compressible_layer
 from ..models import MODELS, create_model
 from ..quantize import ChannelMask, InputQuantizer, WeightTransform
 from .channels import channel_slices, kept_columns
@@ -56,7 +56,7 @@ def save_compressed(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec]
     ``path``; returns payload bytes, file bytes and the priced ``size_bits_honest``."""
     _check_model_ref(model_ref)
     policy.check_matches([spec.name for spec in specs])
-    layers = {spec.name: _compressible_layer(model, spec.name) for spec in specs}
+    layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
     grids = {name: layer_grid(layer) for name, layer in layers.items()}
     slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()})
     records = {name: encode_layer(layers[name], grids[name], *slices[name], name) for name in layers}
@@ -124,7 +124,7 @@ def read_compressed(path) -> CompressedFile:
     records = payload["layers"]
     rows = {name: decode_rows(record) for name, record in records.items()}
     for spec in specs:
-        decode_layer(records[spec.name], _compressible_layer(model, spec.name), kept_columns(spec, rows), spec.name)
+        decode_layer(records[spec.name], compressible_layer(model, spec.name), kept_columns(spec, rows), spec.name)
     return CompressedFile(model.eval(), Policy.from_dict(payload["policy"]), specs, model_ref)
 
 

@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 from hardware.policy import FLOAT_BITS, Policy
 from hardware.specs import LayerSpec
 
-from ..compress import _compressible_layer, strip_compression
+from ..compress import compressible_layer, strip_compression
 from .channels import channel_slices
 from .grid import LayerGrid, layer_grid
 
@@ -112,7 +112,7 @@ def _detached_copy(model: nn.Module) -> nn.Module:
 def export_model(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec]) -> nn.Module:
     """The export copy of a compressed model (``model`` itself is left as it is)."""
     policy.check_matches([spec.name for spec in specs])
-    layers = {spec.name: _compressible_layer(model, spec.name) for spec in specs}
+    layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
     grids = {name: layer_grid(layer) for name, layer in layers.items()}
     slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()})
     inputs = {name: layer.input_quantizer.quant_params() for name, layer in layers.items()
