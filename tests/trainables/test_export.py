@@ -120,6 +120,10 @@ def test_a_loaded_model_saves_and_reloads_to_the_same_outputs(trained_lenet, tmp
     assert second["payload_bytes"] == first["payload_bytes"]
     with torch.no_grad():
         assert torch.equal(load_compressed(second["path"])(trained_lenet[1]), model(trained_lenet[1]))
+    # and it exports to the same ONNX graph as the model it was saved from
+    x, y = trained_lenet[1], trained_lenet[2]
+    exported = export_onnx(read.model, read.policy, read.specs, tmp_path / "m.onnx", x[:2])
+    assert check_onnx(exported["path"], model, x, y)["agreement"] >= 0.999
 
 
 def test_batchnorm_statistics_travel_as_float_tensors(tmp_path):
