@@ -33,8 +33,13 @@ def sparse_index_bits(slots: int, nnz: int) -> int:
     """
     if nnz <= 0 or nnz >= slots:
         return 0
-    gap_bits = math.ceil(math.log2(slots / nnz)) + 1
-    return min(slots, nnz * gap_bits)
+    return min(slots, nnz * relative_index_gap_bits(slots, nnz))
+
+
+def relative_index_gap_bits(slots: int, nnz: int) -> int:
+    """Width of one relative-index entry for ``nnz`` kept weights among ``slots`` positions
+    (``sparse_index_bits``; the export writes its relative index at this width)."""
+    return math.ceil(math.log2(slots / nnz)) + 1
 
 
 def comparable_size_bits(layer: "EffectiveLayer") -> int:

@@ -46,7 +46,7 @@ def apply_policy(
         raise ValueError("model is already compressed; call strip_compression(model) or start from the float model")
     if not isinstance(calibration_inputs, torch.Tensor) or len(calibration_inputs) == 0:
         raise ValueError("calibration_inputs must be a non-empty batch of model inputs (N, *input_shape)")
-    layers = {spec.name: _compressible_layer(model, spec.name) for spec in specs}
+    layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
     calibration_inputs = calibration_inputs.to(next(model.parameters()).device)
     masks = _weight_masks(layers, policy, specs)
     if policy.structure == "channel":
@@ -68,12 +68,20 @@ def _attach_input_quantizers(
         return
     ranges = observe_input_ranges(model, quantized, calibration_inputs)
     for name, layer in quantized.items():
-        # a submodule, so its range travels with .to(device) and state_dict()
-        layer.input_quantizer = InputQuantizer(policy[name].activation_bits, *ranges[name], device=layer.weight.device)
-        layer.register_forward_pre_hook(quantize_layer_input)
+        quantizer = InputQuantizer(policy[name].activation_bits, *ranges[name], device=layer.weight.device)
+        attach_input_quantizer(layer, quantizer)
 
 
-def _compressible_layer(model: nn.Module, name: str) -> nn.Module:
+def attach_input_quantizer(layer: nn.Module, quantizer: InputQuantizer) -> None:
+    """Make ``layer`` fake-quantize its input with ``quantizer`` (also how the export's
+    loader re-attaches a saved one). A submodule, so its range travels with .to(device)
+    and state_dict()."""
+    layer.input_quantizer = quantizer
+    layer.register_forward_pre_hook(quantize_layer_input)
+
+
+def compressible_layer(model: nn.Module, name: str) -> nn.Module:
+    """The Conv2d / Linear called ``name`` in ``model``; ValueError naming what is wrong."""
     try:
         layer = model.get_submodule(name)
     except AttributeError:
@@ -135,6 +143,12 @@ def _transforms(module: nn.Module, tensor_name: str) -> list[nn.Module]:
     return [p for p in module.parametrizations[tensor_name] if isinstance(p, (WeightTransform, ChannelMask))]
 
 
+def weight_transform(layer: nn.Module) -> WeightTransform | None:
+    """The ``WeightTransform`` on ``layer.weight`` (its ``original`` is the float weight), or None."""
+    found = [t for t in _transforms(layer, "weight") if isinstance(t, WeightTransform)]
+    return found[0] if found else None
+
+
 def is_compressed(model: nn.Module) -> bool:
     """True when any module carries a transform that ``apply_policy`` installs."""
     return any(isinstance(module, (WeightTransform, ChannelMask, InputQuantizer)) for module in model.modules())
@@ -148,15 +162,15 @@ def compression_summary(model: nn.Module) -> dict[str, dict]:
     and zero point (None for float inputs)."""
     summary: dict[str, dict] = {}
     for name, layer in model.named_modules():
-        weight_transforms = [t for t in _transforms(layer, "weight") if isinstance(t, WeightTransform)]
+        transform = weight_transform(layer)
         input_quantizer = getattr(layer, "input_quantizer", None)
-        if not isinstance(layer, COMPRESSIBLE) or not (weight_transforms or input_quantizer is not None):
+        if not isinstance(layer, COMPRESSIBLE) or not (transform is not None or input_quantizer is not None):
             continue
         with torch.no_grad():
             rows = layer.weight.flatten(1)
             sorted_rows = rows.sort(dim=1).values
             distinct = 1 + (sorted_rows[:, 1:] != sorted_rows[:, :-1]).sum(dim=1)
-        mask = weight_transforms[0].mask if weight_transforms else None
+        mask = transform.mask if transform is not None else None
         summary[name] = {
             "nnz": int(torch.count_nonzero(rows)),
             "kept_weights": rows.numel() if mask is None else int(mask.expand_as(layer.weight).count_nonzero()),
@@ -164,7 +178,7 @@ def compression_summary(model: nn.Module) -> dict[str, dict]:
             "kept_channels": int(rows.any(dim=1).sum()),
             "out_channels": rows.shape[0],
             "max_distinct_per_channel": int(distinct.max()),
-            "weight_bits": weight_transforms[0].weight_bits if weight_transforms else FLOAT_BITS,
+            "weight_bits": transform.weight_bits if transform is not None else FLOAT_BITS,
             "activation_bits": input_quantizer.activation_bits if input_quantizer is not None else FLOAT_BITS,
             "activation_scale": float(input_quantizer.scale) if input_quantizer is not None else None,
             "activation_zero_point": int(input_quantizer.zero_point) if input_quantizer is not None else None,

@@ -1,0 +1,56 @@
+"""Which weight rows and columns a channel-pruned layer physically keeps.
+
+A channel policy zeroes whole output channels (rows); the consumer's columns that read
+them see exact zeros, so the export drops both. The columns follow the specs' wiring
+(``hardware.specs``): the producer's kept channels, each feeding
+``input_channel_multiplier`` consecutive inputs (a flattened C x H x W feature map is
+channel-major). Residual tie groups, grouped convs and BatchNorms after pruned layers
+would need the add, the groups or the norm sliced as well: not supported.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from hardware.policy import Policy
+from hardware.specs import LayerSpec
+
+
+def check_channel_export(specs: Sequence[LayerSpec], policy: Policy, rows: Mapping[str, torch.Tensor]) -> None:
+    """ValueError naming the layer when a channel-pruned model is outside what slicing supports."""
+    if policy.structure != "channel":
+        return
+    for spec in specs:
+        pruned = not bool(rows[spec.name].all())
+        if spec.tie_group is not None and pruned:
+            raise ValueError(f"layer {spec.name!r} is in residual tie group {spec.tie_group!r}: exporting "
+                             "channel-pruned residual models is not supported; export structure='unstructured'")
+        if spec.groups != 1 and (pruned or (spec.producer and not bool(rows[spec.producer].all()))):
+            raise ValueError(f"layer {spec.name!r} is a grouped conv (groups={spec.groups}): channel-pruned "
+                             "export supports groups=1 only")
+        if spec.norm_channels and pruned:
+            raise ValueError(f"layer {spec.name!r} is followed by a BatchNorm: channel-pruned export does not "
+                             "slice norms; fold the BatchNorm into the layer first")
+
+
+def kept_columns(spec: LayerSpec, rows: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    """Input-column indices of ``spec``'s weight that read kept channels (None: all)."""
+    if spec.producer is None or bool(rows[spec.producer].all()):
+        return None
+    channels = rows[spec.producer].nonzero().flatten()
+    multiplier = spec.input_channel_multiplier
+    return (channels[:, None] * multiplier + torch.arange(multiplier)).reshape(-1)
+
+
+def channel_slices(specs: Sequence[LayerSpec], policy: Policy, rows: Mapping[str, torch.Tensor]) -> dict:
+    """Name -> (row indices or None, column indices or None); all None for unstructured."""
+    check_channel_export(specs, policy, rows)
+    if policy.structure != "channel":
+        return {spec.name: (None, None) for spec in specs}
+    return {
+        spec.name: (None if bool(rows[spec.name].all()) else rows[spec.name].nonzero().flatten(),
+                    kept_columns(spec, rows))
+        for spec in specs
+    }

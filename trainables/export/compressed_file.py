@@ -1,0 +1,142 @@
+"""``model.evo.pt``: a compressed model as packed integers, and its exact reconstruction.
+
+``save_compressed`` writes one record per compressed layer (``records``) plus the float
+tensors of everything else (BatchNorm statistics, uncompressed modules), the policy, the
+specs and a model reference (``{"zoo": name, "kwargs": {...}}``) from which
+``load_compressed`` rebuilds the architecture. Only plain tensors, ints, strs, lists and
+dicts are saved, so ``torch.load(weights_only=True)`` reads the file.
+
+The payload (the bytes of the saved tensors) is what the priced honest size
+(``hardware.size.honest_size_bits``) counts, up to: each packed array's last byte, the
+input quantizers' scale and zero point, the kept-channel bitmask of a channel-pruned layer,
+relative-index fillers, and BatchNorm's four tensors per channel where the honest size
+counts the two left after folding. The pickle container adds keys and headers on top.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from hardware.cost import effective_layers
+from hardware.policy import Policy
+from hardware.size import honest_size_bits
+from hardware.specs import LayerSpec
+
+from ..compress import compressible_layer
+from ..models import MODELS, create_model
+from ..quantize import ChannelMask, InputQuantizer, WeightTransform
+from .channels import channel_slices, kept_columns
+from .grid import WeightGrid, layer_grid
+from .records import decode_layer, decode_rows, encode_layer
+
+FILE_FORMAT = 1
+_NOT_SAVED_AS_FLOAT = (WeightTransform, ChannelMask, InputQuantizer, WeightGrid, parametrize.ParametrizationList)
+
+
+@dataclass(frozen=True)
+class CompressedFile:
+    """What ``read_compressed`` returns: the rebuilt model and what it was compressed with."""
+
+    model: nn.Module
+    policy: Policy
+    specs: list[LayerSpec]
+    model_ref: dict
+
+
+def save_compressed(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec], path, *,
+                    model_ref: dict) -> dict:
+    """Write ``model`` (compressed by ``apply_policy`` or read by ``load_compressed``) to
+    ``path``; returns payload bytes, file bytes and the priced ``size_bits_honest``."""
+    _check_model_ref(model_ref)
+    policy.check_matches([spec.name for spec in specs])
+    layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
+    grids = {name: layer_grid(layer) for name, layer in layers.items()}
+    slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()})
+    records = {name: encode_layer(layers[name], grids[name], *slices[name], name) for name in layers}
+    float_tensors = _float_tensors(model, set(layers))
+    payload = {"format": FILE_FORMAT, "model_ref": model_ref, "policy": policy.to_dict(),
+               "specs": [spec.to_dict() for spec in specs], "layers": records, "float_tensors": float_tensors}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    honest_bits = sum(honest_size_bits(layer) for layer in effective_layers(specs, policy))
+    payload_bytes = tensor_bytes(records) + tensor_bytes(float_tensors)
+    return {"path": str(path), "payload_bytes": payload_bytes, "file_bytes": os.path.getsize(path),
+            "size_bits_honest": honest_bits, "payload_vs_honest": 8 * payload_bytes / honest_bits}
+
+
+def tensor_bytes(tree) -> int:
+    """Bytes of every tensor in a nest of dicts and lists (the file's payload)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(tensor_bytes(value) for value in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(tensor_bytes(value) for value in tree)
+    return 0
+
+
+def _float_tensors(model: nn.Module, compressed: set[str]) -> dict[str, torch.Tensor]:
+    """State-dict-named effective tensors of everything but the compressed layers' weight and
+    bias (parametrized tensors are read through their parametrization, e.g. a masked BN)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, _NOT_SAVED_AS_FLOAT):
+            continue
+        names = [name for name, _ in module.named_parameters(recurse=False)]
+        names += [name for name, buffer in module.named_buffers(recurse=False) if buffer is not None]
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        for name in names:
+            if prefix in compressed and name in ("weight", "bias"):
+                continue
+            tensors[f"{prefix}.{name}" if prefix else name] = getattr(module, name).detach().cpu().clone()
+    return tensors
+
+
+def _check_model_ref(model_ref: object) -> None:
+    if not isinstance(model_ref, dict) or model_ref.get("zoo") not in MODELS or \
+            not isinstance(model_ref.get("kwargs", {}), dict):
+        raise ValueError(f"model_ref={model_ref!r} must be {{'zoo': name, 'kwargs': {{...}}}} with a zoo name "
+                         f"from {sorted(MODELS)}")
+
+
+def read_compressed(path) -> CompressedFile:
+    """Rebuild the model in ``path`` with dequantized weights (codes x scales) and its input
+    quantizers re-attached: its outputs equal those of the fake-quantized model saved."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"compressed model file not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path}: not an evo compressed model (format {FILE_FORMAT}); write it with save_compressed")
+    model_ref, specs = payload["model_ref"], [LayerSpec.from_dict(data) for data in payload["specs"]]
+    _check_model_ref(model_ref)
+    model = create_model(model_ref["zoo"], **model_ref.get("kwargs", {}))
+    _load_float_tensors(model, payload["float_tensors"], [spec.name for spec in specs], path)
+    records = payload["layers"]
+    rows = {name: decode_rows(record) for name, record in records.items()}
+    for spec in specs:
+        decode_layer(records[spec.name], compressible_layer(model, spec.name), kept_columns(spec, rows), spec.name)
+    return CompressedFile(model.eval(), Policy.from_dict(payload["policy"]), specs, model_ref)
+
+
+def load_compressed(path) -> nn.Module:
+    """The model of a ``model.evo.pt`` file, in eval mode (see ``read_compressed``)."""
+    return read_compressed(path).model
+
+
+def _load_float_tensors(model: nn.Module, tensors: dict, layer_names: list[str], path: Path) -> None:
+    result = model.load_state_dict(tensors, strict=False)
+    from_records = {f"{name}.{what}" for name in layer_names for what in ("weight", "bias")}
+    missing = sorted(set(result.missing_keys) - from_records)
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{path}: the file does not fit the model reference: missing {missing}, "
+                         f"unexpected {sorted(result.unexpected_keys)}")
