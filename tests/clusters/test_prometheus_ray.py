@@ -38,7 +38,7 @@ SEARCH = ["search", "--preset", "smoke", "--population", "4", "--generations", "
           "--name", RUN]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)  # before the module fixtures start anything
 def prometheus_installed():
     if not PROMETHEUS.exists():
         reason = f"{PROMETHEUS} not found: install the Debian package `prometheus` (make system-packages)"
