@@ -33,9 +33,11 @@ pytestmark = pytest.mark.ray
 
 PROMETHEUS = Path("/usr/bin/prometheus")  # Debian package `prometheus` (make system-packages)
 RUN = "watched"
-# The smoke preset, smaller: one minute of search on two shared cores
-SEARCH = ["search", "--preset", "smoke", "--population", "4", "--generations", "2", "--fine-tune-steps", "20",
-          "--name", RUN]
+# The smoke preset, smaller (a YAML file layers over a preset): two generations of four, two bit widths
+# per gene so the uniform screening stays short, a short pretraining (the test's cache starts empty)
+# and a short final fine-tune
+SMALLER = dict(population=4, generations=2, fine_tune_steps=20, final_steps=20, final_top=1, pretrain_epochs=5,
+               weight_bit_choices=[2, 4], activation_bit_choices=[2, 4])
 
 
 @pytest.fixture(scope="module", autouse=True)  # before the module fixtures start anything
@@ -124,9 +126,11 @@ def watched_cluster():
 def searched(watched_cluster) -> set[float]:
     """`evo search --address auto` on the watched head; the hypervolumes its generations recorded."""
     root = watched_cluster["root"]
-    search = subprocess.run([sys.executable, "-m", "evo.cli", *SEARCH, "--address", "auto", "--storage",
-                             str(root / "runs")], cwd=root, env=watched_cluster["env"], capture_output=True,
-                            text=True, timeout=240)
+    (root / "smaller.yaml").write_text(yaml.safe_dump(SMALLER))
+    search = subprocess.run(
+        [sys.executable, "-m", "evo.cli", "search", "--preset", "smoke", "--config", str(root / "smaller.yaml"),
+         "--address", "auto", "--storage", str(root / "runs"), "--name", RUN],
+        cwd=root, env=watched_cluster["env"], capture_output=True, text=True, timeout=240)
     assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-3000:]
     return set(pd.read_parquet(root / "runs" / RUN / "generations.parquet").hypervolume)
 
