@@ -5,8 +5,9 @@ it: Prometheus finds the node through Ray's service-discovery file, scrapes evo'
 query of the Grafana dashboard is then run through the same Prometheus: each parses, and the gauge
 panels have data for the run.
 
-Everything listens on 127.0.0.1; Ray and Prometheus run in their own sessions, killed at the end
-(never `ray stop`, which would stop other sessions' Ray too)."""
+Prometheus and the Ray dashboard listen on 127.0.0.1, the node on the host's own address (Ray 2.60
+replaces a loopback --node-ip-address). Ray and Prometheus run in their own sessions, killed at the
+end (never `ray stop`, which would stop other sessions' Ray too)."""
 
 from __future__ import annotations
 
