@@ -12,10 +12,24 @@ BIN := $(VENV)/bin
 .PHONY: setup system-packages run test smoke benchmarks clean
 setup: $(BIN)/evo
 
+# prometheus: the server tests/clusters/test_prometheus_ray.py starts on its own port. Its Debian
+# service is not started (a policy-rc.d that denies it, see invoke-rc.d(8), unless one is there
+# already) and is disabled, so nothing is left listening on :9090.
+define INSTALL_PROMETHEUS_SERVICE_STOPPED
+deny=/usr/sbin/policy-rc.d; made=; \
+if [ ! -e $$deny ]; then printf "#!/bin/sh\nexit 101\n" > $$deny && chmod +x $$deny && made=1; fi; \
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; rc=$$?; \
+if [ -n "$$made" ]; then rm -f $$deny; fi; \
+if [ -d /run/systemd/system ]; then systemctl disable prometheus >/dev/null 2>&1; fi; \
+exit $$rc
+endef
+
 system-packages:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null \
+		|| [ ! -x /usr/bin/prometheus ]; then \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv dataset-fashion-mnist; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv dataset-fashion-mnist && \
+		$(SUDO) sh -c '$(INSTALL_PROMETHEUS_SERVICE_STOPPED)'; \
 	fi
 
 $(BIN)/evo: pyproject.toml | system-packages
