@@ -21,7 +21,7 @@ PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
 DISCOVERY_FILE = "prom_metrics_service_discovery.json"  # ray._private.ray_constants.PROMETHEUS_SERVICE_DISCOVERY_FILE
 DATASOURCE = "${datasource}"
 # The series Prometheus holds for each kind of ray.util.metrics object. Not a histogram's _sum: Ray 2.60
-# exports it from bucket midpoints (see evo/metrics.py), so a chart of it would mislead.
+# exports it from bucket midpoints (see evo/tune/metrics.py), so a chart of it would mislead.
 SERIES_SUFFIXES = {"Gauge": ("",), "Counter": ("_total",), "Histogram": ("_bucket", "_count")}
 SERIES_NAME = re.compile(r"\bray_[A-Za-z0-9_]+")
 
@@ -72,7 +72,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 def test_exported_metrics_are_read_from_evo_source():
     series = exported_series()
     assert len(metric_modules()) == 1, metric_modules()
-    # what evo/metrics.py's docstring promises, seen through the parser
+    # what evo/tune/metrics.py's docstring promises, seen through the parser
     assert {"ray_evo_hypervolume", "ray_evo_trials_failed_total", "ray_evo_trial_seconds_bucket"} <= set(series)
     assert len(set(series.values())) == 8, series
 
