@@ -21,7 +21,7 @@ from hardware.profiler import profile_model
 from trainables.compress import apply_policy
 from trainables.data import load_dataset, to_tensors
 from trainables.export import check_onnx, export_onnx, load_compressed, save_compressed, write_report
-from trainables.models import create_model
+from trainables.user_model import build_from_reference, resolve_model
 from trainables.pretrain import pretrain
 from trainables.train import evaluate
 
@@ -40,12 +40,12 @@ def main() -> None:
     out = Path(parser.parse_args().out)
     torch.set_num_threads(1)
     splits = to_tensors(load_dataset("fashion-mnist"))
-    model_ref = {"zoo": "lenet5", "kwargs": {"in_channels": splits.in_channels, "num_classes": splits.num_classes,
-                                             "image_shape": splits.image_shape}}
+    _, model_ref = resolve_model("lenet5", None, in_channels=splits.in_channels, num_classes=splits.num_classes,
+                                 image_shape=splits.image_shape)
     float_state = pretrain("lenet5", "fashion-mnist").state_dict
-    specs = profile_model(create_model(model_ref["zoo"], **model_ref["kwargs"]), splits.image_shape)
+    specs = profile_model(build_from_reference(model_ref), splits.image_shape)
     for structure, policy in POLICIES.items():
-        model = create_model(model_ref["zoo"], **model_ref["kwargs"])
+        model = build_from_reference(model_ref)
         model.load_state_dict(float_state)
         apply_policy(model.eval(), policy, specs, splits.train_x[:2048])
         folder = out / structure

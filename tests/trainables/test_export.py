@@ -17,11 +17,12 @@ from trainables.compress import apply_policy
 from trainables.export import check_onnx, export_onnx, load_compressed, read_compressed, save_compressed, write_report
 from trainables.export.pack import decode_sparse_index, encode_sparse_index, pack_codes, unpack_codes
 from trainables.models import create_model
+from trainables.user_model import build_from_reference
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402  the `export` extra, which the README's test command installs: no skip
+import onnxruntime  # noqa: E402,F401
 
-LENET_REF = {"zoo": "lenet5", "kwargs": {"in_channels": 1, "num_classes": 10, "image_shape": (1, 20, 20)}}  # fc1 reads 2x2 per channel
+LENET_REF = {"kind": "zoo", "name": "lenet5", "in_channels": 1, "num_classes": 10, "image_shape": [1, 20, 20]}  # fc1 reads 2x2 per channel
 POLICIES = {
     "unstructured": Policy((("conv1", LayerPolicy(0.5, 1.0, 4, 8)), ("conv2", LayerPolicy(0.8, 1.0, 3, 4)),
                             ("fc1", LayerPolicy(0.9, 1.0, 2, 3)), ("fc2", LayerPolicy(0.0, 1.0, 8, 8)))),
@@ -77,8 +78,8 @@ def test_relative_index_with_long_gaps_decodes_exactly():
 def trained_lenet():
     """LeNet-5 on 20x20 inputs after a few SGD steps on a learnable random task."""
     torch.manual_seed(0)
-    model = create_model(LENET_REF["zoo"], **LENET_REF["kwargs"])
-    x = torch.randn(512, 1, *LENET_REF["kwargs"]["image_shape"][1:])
+    model = build_from_reference(LENET_REF)
+    x = torch.randn(512, 1, *LENET_REF["image_shape"][1:])
     y = (x[:, 0, :8].mean(dim=(1, 2)) * 20).long().clamp(-5, 4) + 5
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     for step in range(30):
@@ -91,9 +92,9 @@ def trained_lenet():
 
 def _compressed(trained, structure):
     state, x, _ = trained
-    model = create_model(LENET_REF["zoo"], **LENET_REF["kwargs"])
+    model = build_from_reference(LENET_REF)
     model.load_state_dict(state)
-    specs = profile_model(model, LENET_REF["kwargs"]["image_shape"])
+    specs = profile_model(model, tuple(LENET_REF["image_shape"]))
     return apply_policy(model.eval(), POLICIES[structure], specs, x[:256]), specs
 
 
@@ -128,8 +129,8 @@ def test_a_loaded_model_saves_and_reloads_to_the_same_outputs(trained_lenet, tmp
 
 def test_batchnorm_statistics_travel_as_float_tensors(tmp_path):
     torch.manual_seed(0)
-    ref = {"zoo": "resnet20", "kwargs": {"in_channels": 3, "num_classes": 10, "image_shape": (3, 8, 8)}}
-    model = create_model(ref["zoo"], **ref["kwargs"])
+    ref = {"kind": "zoo", "name": "resnet20", "in_channels": 3, "num_classes": 10, "image_shape": [3, 8, 8]}
+    model = build_from_reference(ref)
     x = torch.randn(16, 3, 8, 8)
     model.train()(x)  # running statistics move away from their defaults
     specs = profile_model(model, (3, 8, 8))
@@ -142,8 +143,10 @@ def test_batchnorm_statistics_travel_as_float_tensors(tmp_path):
 
 def test_save_rejects_an_unknown_model_reference(trained_lenet, tmp_path):
     model, specs = _compressed(trained_lenet, "unstructured")
-    with pytest.raises(ValueError, match="model_ref=.*zoo name"):
-        save_compressed(model, POLICIES["unstructured"], specs, tmp_path / "m.evo.pt", model_ref={"zoo": "vgg"})
+    with pytest.raises(ValueError, match="model_ref=.*must be a model reference"):
+        save_compressed(model, POLICIES["unstructured"], specs, tmp_path / "m.evo.pt",
+                        model_ref={"kind": "zoo", "name": "vgg", "in_channels": 1, "num_classes": 10,
+                                   "image_shape": [1, 8, 8]})
 
 
 # -- ONNX --------------------------------------------------------------------------------
@@ -207,8 +210,8 @@ def test_channel_export_of_residual_tie_groups_is_refused(tmp_path):
 
 # -- report ------------------------------------------------------------------------------
 def test_report_has_a_row_per_layer_and_the_policy_loads_back(tmp_path):
-    model = create_model(LENET_REF["zoo"], **LENET_REF["kwargs"])
-    specs = profile_model(model, LENET_REF["kwargs"]["image_shape"])
+    model = build_from_reference(LENET_REF)
+    specs = profile_model(model, tuple(LENET_REF["image_shape"]))
     paths = write_report(tmp_path, specs, POLICIES["unstructured"], measured={"agreement": 1.0})
     text = open(paths["report"]).read()
     rows = [line for line in text.splitlines() if line.startswith("| ")]

@@ -2,8 +2,9 @@
 
 ``save_compressed`` writes one record per compressed layer (``records``) plus the float
 tensors of everything else (BatchNorm statistics, uncompressed modules), the policy, the
-specs and a model reference (``{"zoo": name, "kwargs": {...}}``) from which
-``load_compressed`` rebuilds the architecture. Only plain tensors, ints, strs, lists and
+specs and a model reference (``trainables.user_model``: a zoo name with its shapes, or the
+user's ``file.py:function`` with its arguments) from which ``load_compressed`` rebuilds the
+architecture. Only plain tensors, ints, strs, lists and
 dicts are saved, so ``torch.load(weights_only=True)`` reads the file.
 
 The payload (the bytes of the saved tensors) is what the priced honest size
@@ -30,7 +31,8 @@ from hardware.size import honest_size_bits
 from hardware.specs import LayerSpec
 
 from ..compress import compressible_layer
-from ..models import MODELS, create_model
+from ..models import MODELS
+from ..user_model import build_from_reference
 from ..quantize import ChannelMask, InputQuantizer, WeightTransform
 from .channels import channel_slices, kept_columns
 from .grid import WeightGrid, layer_grid
@@ -102,10 +104,13 @@ def _float_tensors(model: nn.Module, compressed: set[str]) -> dict[str, torch.Te
 
 
 def _check_model_ref(model_ref: object) -> None:
-    if not isinstance(model_ref, dict) or model_ref.get("zoo") not in MODELS or \
-            not isinstance(model_ref.get("kwargs", {}), dict):
-        raise ValueError(f"model_ref={model_ref!r} must be {{'zoo': name, 'kwargs': {{...}}}} with a zoo name "
-                         f"from {sorted(MODELS)}")
+    kinds = {"zoo": ("name", "in_channels", "num_classes", "image_shape"), "user": ("spec", "model_args")}
+    if not isinstance(model_ref, dict) or model_ref.get("kind") not in kinds or \
+            any(key not in model_ref for key in kinds[model_ref["kind"]]) or \
+            (model_ref["kind"] == "zoo" and model_ref["name"] not in MODELS):
+        raise ValueError(f"model_ref={model_ref!r} must be a model reference of trainables.user_model.resolve_model: "
+                         f"{{'kind': 'zoo', 'name': one of {sorted(MODELS)}, 'in_channels', 'num_classes', "
+                         "'image_shape'}} or {'kind': 'user', 'spec': 'file.py:function', 'model_args': {...}}")
 
 
 def read_compressed(path) -> CompressedFile:
@@ -119,7 +124,7 @@ def read_compressed(path) -> CompressedFile:
         raise ValueError(f"{path}: not an evo compressed model (format {FILE_FORMAT}); write it with save_compressed")
     model_ref, specs = payload["model_ref"], [LayerSpec.from_dict(data) for data in payload["specs"]]
     _check_model_ref(model_ref)
-    model = create_model(model_ref["zoo"], **model_ref.get("kwargs", {}))
+    model = build_from_reference(model_ref)
     _load_float_tensors(model, payload["float_tensors"], [spec.name for spec in specs], path)
     records = payload["layers"]
     rows = {name: decode_rows(record) for name, record in records.items()}
