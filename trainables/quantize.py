@@ -147,10 +147,10 @@ class InputQuantizer(nn.Module):
     def quant_params(self) -> tuple[float, int, int, int]:
         """(scale, zero_point, quant_min, quant_max) of the affine grid ``forward`` rounds to
         (the export writes them into QuantizeLinear/DequantizeLinear nodes)."""
-        return float(_step(self.scale)), int(self.zero_point), 0, self.quant_max
+        return float(_step(self.scale.detach())), int(self.zero_point), 0, self.quant_max
 
     def extra_repr(self) -> str:
-        return f"bits={self.activation_bits}, scale={float(_step(self.scale)):.4g}, zero_point={int(self.zero_point)}"
+        return f"bits={self.activation_bits}, scale={self.quant_params()[0]:.4g}, zero_point={int(self.zero_point)}"
 
 
 class _LearnedStepQuantize(torch.autograd.Function):

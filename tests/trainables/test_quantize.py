@@ -17,6 +17,7 @@ from trainables.compress import apply_policy
 from trainables.data import load_dataset, to_tensors
 from trainables.distill import distillation_loss, teacher_logits
 from trainables.models import create_model
+from trainables.policy_trial import TrialSettings, evaluate_policy
 from trainables.quantize import InputQuantizer, WeightTransform, step_size_parameters
 from trainables.scale_search import CLIP_RATIOS, mse_input_range
 from trainables.train import evaluate, fine_tune
@@ -43,7 +44,8 @@ def numpy_weight_scales(rows: np.ndarray, low: int, high: int) -> np.ndarray:
 
 
 def weight_error(weight: torch.Tensor, transform: WeightTransform) -> float:
-    return float(((transform(weight) - weight) ** 2).sum())
+    with torch.no_grad():
+        return float(((transform(weight) - weight) ** 2).sum())
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -253,3 +255,30 @@ def test_teacher_logits_are_row_aligned_and_distillation_trains(digits):
     student = create_model("mlp", in_channels=1, num_classes=10, image_shape=digits.image_shape)
     result = fine_tune(student, digits.train_x, digits.train_y, steps=5, teacher_logits=logits, distill_weight=1.0)
     assert math.isfinite(result["loss"])
+
+
+def trial_settings(**kw) -> TrialSettings:
+    return TrialSettings(model="mlp", image_shape=(1, 8, 8), num_classes=10, target="bitserial", budget_metric="bops",
+                         budget_limit=1e12, fine_tune_steps=10, final_steps=10, batch_size=32, lr=0.05, seed=0, **kw)
+
+
+def test_evaluate_policy_distils_when_given_a_teacher(digits):
+    torch.manual_seed(0)
+    base = create_model("mlp", in_channels=1, num_classes=10, image_shape=digits.image_shape)
+    specs = profile_model(base, digits.image_shape)
+    policy = Policy.uniform([s.name for s in specs], weight_bits=3, activation_bits=3)
+    logits = teacher_logits(base, digits.train_x)
+    run = lambda settings, teacher: evaluate_policy(policy, splits=digits, base_state=base.state_dict(), specs=specs,
+                                                    settings=settings, final=False, teacher_logits=teacher)
+    plain = run(trial_settings(), None)
+    assert run(trial_settings(), logits)["loss"] == plain["loss"]  # distill_weight 0: the teacher is unused
+    distilled = run(trial_settings(distill_weight=0.5, distill_temperature=2.0), logits)
+    assert distilled["loss"] != plain["loss"] and math.isfinite(distilled["train_loss"])
+
+
+@pytest.mark.parametrize("kw,message", [({"distill_temperature": -1.0}, "distill_temperature=-1.0"),
+                                        ({"distill_weight": -0.1}, "distill_weight=-0.1"),
+                                        ({"scale_lr": float("nan")}, "scale_lr=nan")])
+def test_trial_settings_reject_bad_values(kw, message):
+    with pytest.raises(ValueError, match=message):
+        trial_settings(**kw)
