@@ -128,6 +128,7 @@ def test_lsq_step_gradient_matches_finite_differences():
     quantizer = InputQuantizer(3, -0.5, 2.0).double()  # zero point 1: grid k in [-1, 6]
     assert int(quantizer.zero_point) == 1
     inputs = torch.randn(5, 2, 4, 4, generator=generator, dtype=torch.float64) * 2 + 0.5  # some clipped
+    inputs.requires_grad_()  # a hidden layer's input: the data's own quantizer keeps its scale
     upstream = torch.randn(inputs.shape, generator=generator, dtype=torch.float64)
     (quantizer(inputs) * upstream).sum().backward()
 
@@ -138,7 +139,7 @@ def test_lsq_step_gradient_matches_finite_differences():
             quantizer.scale -= delta
         return value
 
-    expected = lsq_reference(inputs, quantizer.scale.detach(), upstream, -1, 6, (0, 1, 2, 3), input_loss)
+    expected = lsq_reference(inputs.detach(), quantizer.scale.detach(), upstream, -1, 6, (0, 1, 2, 3), input_loss)
     factor = 1 / math.sqrt(2 * 4 * 4 * 6)  # N: one sample's elements (not the batch); Q_p = 7 - 1
     assert quantizer.scale.grad.item() == pytest.approx(factor * float(expected), rel=1e-6)
 
