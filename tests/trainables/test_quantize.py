@@ -286,3 +286,24 @@ def test_evaluate_policy_distils_when_given_a_teacher(digits):
 def test_trial_settings_reject_bad_values(kw, message):
     with pytest.raises(ValueError, match=message):
         trial_settings(**kw)
+
+
+def test_broadcast_path_matches_the_cpu_fast_path():
+    """The per-tensor CPU fast path and the broadcasting path (per channel; per tensor on a
+    GPU) give the same values and gradients for one grid."""
+    from trainables.quantize import _LearnedStepQuantize
+
+    generator = torch.Generator().manual_seed(3)
+    inputs = (torch.randn(8, 3, 5, 5, generator=generator) * 2).requires_grad_()
+    upstream = torch.randn(inputs.shape, generator=generator)
+    results = []
+    for shape in ((), (1, 1, 1, 1)):
+        values = inputs.detach().clone().requires_grad_()
+        scale = torch.full(shape, 0.3, requires_grad=True)
+        output = _LearnedStepQuantize.apply(values, scale, -2, 5, 0.1)
+        output.backward(upstream)
+        results.append((output.detach(), values.grad, scale.grad.reshape(())))
+    (out_a, grad_a, scale_a), (out_b, grad_b, scale_b) = results
+    assert torch.equal(out_a, out_b) and torch.equal(grad_a, grad_b)
+    assert 0 < int((grad_a == 0).sum()) < grad_a.numel()  # some values were clipped
+    torch.testing.assert_close(scale_a, scale_b, rtol=1e-5, atol=1e-6)
