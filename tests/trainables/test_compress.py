@@ -215,16 +215,16 @@ def test_cpu_input_quantizer_matches_torch_fake_quant(low, high):
 def test_input_range_is_calibrated_once_and_fixed(digits):
     x, y = digits
     model, _, _ = compressed_cnn({"activation_bits": 8}, x[:64])
-    scales = {n: float(m.scale) for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    scales = {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
     fine_tune(model, x, y, steps=5, batch_size=32, seed=0, scale_lr=0.0)  # lr 0 freezes the learned scales
     model(x[:64] * 10)
-    assert scales == {n: float(m.scale) for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    assert scales == {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
     # by default the scales learn, but no later input recalibrates them
     fine_tune(model, x, y, steps=5, batch_size=32, seed=0)
-    learned = {n: float(m.scale) for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    learned = {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
     assert learned != scales
     model(x[:64] * 10)
-    assert learned == {n: float(m.scale) for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    assert learned == {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
 
 
 # -- gradient flow ---------------------------------------------------------------------------------
