@@ -3,19 +3,21 @@
 Per layer named in the specs (``nn.Conv2d`` / ``nn.Linear``):
 
 * one parametrization on ``weight`` (``quantize.WeightTransform``): a fixed pruning mask
-  (``prune``) times the weight, fake-quantized per output channel when weight_bits < 32;
+  (``prune``) times the weight, fake-quantized per output channel when weight_bits < 32,
+  with learned step sizes starting from MSE-clipped scales;
 * in channel mode, the layer's bias and the BatchNorm right after it are masked too, so the
   pruned channels are zero downstream (consumers' input channels are not masked separately;
   the cost models account for them);
-* when activation_bits < 32, a forward pre-hook fake-quantizes the layer's input on a range
-  calibrated once over ``calibration_inputs``.
+* when activation_bits < 32, a forward pre-hook fake-quantizes the layer's input; its zero
+  point and initial (learned) scale come from an MSE range search at the policy's bit width
+  over ``calibration_inputs``, done once.
 
 A layer with sparsity 0 (keep ratio 1) and 32-bit weights keeps its plain float weight.
 ``strip_compression`` bakes the effective weights back into plain parameters for export.
 
 torch cannot pickle a parametrized model (``torch.save(model)``, Ray object refs): ship the
 float weights plus the policy, or ``state_dict()`` of the compressed model loaded into one
-rebuilt with ``apply_policy`` (masks, scales and ranges are buffers, so they come along).
+rebuilt with ``apply_policy`` (masks and zero points are buffers, learned scales parameters: they come along).
 """
 
 from __future__ import annotations
@@ -31,16 +33,23 @@ from hardware.specs import LayerSpec
 
 from .hooks import observe_forward
 from .prune import channel_masks, unstructured_mask
-from .quantize import ChannelMask, InputQuantizer, WeightTransform, observe_input_ranges, quantize_layer_input
+from .quantize import (ChannelMask, InputQuantizer, WeightTransform, check_scale_init, observe_input_ranges,
+                       quantize_layer_input)
 
 COMPRESSIBLE = (nn.Conv2d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 def apply_policy(
-    model: nn.Module, policy: Policy, specs: Sequence[LayerSpec], calibration_inputs: torch.Tensor
+    model: nn.Module, policy: Policy, specs: Sequence[LayerSpec], calibration_inputs: torch.Tensor, *,
+    scale_init: str = "mse"
 ) -> nn.Module:
-    """Compress ``model`` in place as ``policy`` says and return it."""
+    """Compress ``model`` in place as ``policy`` says and return it.
+
+    ``scale_init``: "mse" starts weight scales and input ranges from the MSE-optimal grids
+    (``trainables.scale_search``); "max" from max-abs / min-max (the older quantizer, kept
+    to compare against)."""
+    check_scale_init(scale_init)
     policy.check_matches([spec.name for spec in specs])
     if is_compressed(model):
         raise ValueError("model is already compressed; call strip_compression(model) or start from the float model")
@@ -53,20 +62,22 @@ def apply_policy(
         _mask_biases_and_norms(model, layers, masks, specs, calibration_inputs[:1])
     for name, layer in layers.items():
         if masks[name] is not None or policy[name].weight_bits < FLOAT_BITS:
-            transform = WeightTransform(layer.weight, masks[name], policy[name].weight_bits)
+            transform = WeightTransform(layer.weight, masks[name], policy[name].weight_bits, scale_init=scale_init)
             parametrize.register_parametrization(layer, "weight", transform)
     # Calibrate after the weight transforms so the ranges are those of the compressed model.
-    _attach_input_quantizers(model, layers, policy, calibration_inputs)
+    _attach_input_quantizers(model, layers, policy, calibration_inputs, searched=scale_init == "mse")
     return model
 
 
 def _attach_input_quantizers(
-    model: nn.Module, layers: dict[str, nn.Module], policy: Policy, calibration_inputs: torch.Tensor
+    model: nn.Module, layers: dict[str, nn.Module], policy: Policy, calibration_inputs: torch.Tensor, *,
+    searched: bool
 ) -> None:
     quantized = {name: layer for name, layer in layers.items() if policy[name].activation_bits < FLOAT_BITS}
     if not quantized:
         return
-    ranges = observe_input_ranges(model, quantized, calibration_inputs)
+    bits = {name: policy[name].activation_bits for name in quantized} if searched else None
+    ranges = observe_input_ranges(model, quantized, calibration_inputs, bits)
     for name, layer in quantized.items():
         quantizer = InputQuantizer(policy[name].activation_bits, *ranges[name], device=layer.weight.device)
         attach_input_quantizer(layer, quantizer)
@@ -157,7 +168,9 @@ def is_compressed(model: nn.Module) -> bool:
 def compression_summary(model: nn.Module) -> dict[str, dict]:
     """Per compressed layer: nonzero effective weights (nnz), weights the mask keeps (the
     count the cost models charge; nnz can be lower where quantization rounds a kept weight
-    to zero), total weights, kept output channels, the largest number of distinct weight
+    to zero), total weights, output channels the mask keeps and those with a nonzero
+    effective weight (fewer where a learned scale rounds a whole kept channel to zero),
+    the largest number of distinct weight
     values in one output channel, weight/activation bits, and the input quantizer's scale
     and zero point (None for float inputs)."""
     summary: dict[str, dict] = {}
@@ -175,12 +188,13 @@ def compression_summary(model: nn.Module) -> dict[str, dict]:
             "nnz": int(torch.count_nonzero(rows)),
             "kept_weights": rows.numel() if mask is None else int(mask.expand_as(layer.weight).count_nonzero()),
             "total": rows.numel(),
-            "kept_channels": int(rows.any(dim=1).sum()),
+            "kept_channels": rows.shape[0] if mask is None else int(mask.expand_as(layer.weight).flatten(1).any(dim=1).sum()),
+            "nonzero_channels": int(rows.any(dim=1).sum()),
             "out_channels": rows.shape[0],
             "max_distinct_per_channel": int(distinct.max()),
             "weight_bits": transform.weight_bits if transform is not None else FLOAT_BITS,
             "activation_bits": input_quantizer.activation_bits if input_quantizer is not None else FLOAT_BITS,
-            "activation_scale": float(input_quantizer.scale) if input_quantizer is not None else None,
+            "activation_scale": input_quantizer.quant_params()[0] if input_quantizer is not None else None,
             "activation_zero_point": int(input_quantizer.zero_point) if input_quantizer is not None else None,
         }
     return summary

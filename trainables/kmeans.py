@@ -74,7 +74,8 @@ def snap_to_codebook(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tens
 
 
 def uniform_quantize(values: torch.Tensor, bits: int) -> torch.Tensor:
-    """The evolved policies' weight quantizer: per output channel, symmetric, narrow range."""
+    """The evolved policies' weight quantizer at its initial scales: per output channel,
+    symmetric, MSE-clipped on the full signed range at <= 4 bits (``trainables.scale_search``)."""
     from .quantize import WeightTransform
 
     with torch.no_grad():

@@ -24,6 +24,7 @@ from hardware.specs import LayerSpec
 from hardware.targets import load_target
 from trainables.worker import free_accelerator_memory, worker_tensors
 
+CALIBRATION_SIZE = 512  # the fixed calibration batch: the first training images
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,31 @@ class TrialSettings:
     batch_size: int
     lr: float
     seed: int
+    # LSQ step sizes' lr (trainables.train.DEFAULT_SCALE_LR); 0 freezes the initial MSE grids
+    scale_lr: float = 0.05
+    # distillation from the float base, used when the driver passes teacher_logits: loss =
+    # (1 - weight) CE + weight T^2 KL; weight 0 (the default) trains on cross-entropy only
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        from trainables.distill import check_distillation
+
+        check_distillation(self.distill_temperature, self.distill_weight)
+        if isinstance(self.scale_lr, bool) or not isinstance(self.scale_lr, (int, float)) \
+                or not math.isfinite(self.scale_lr) or self.scale_lr < 0:
+            raise ValueError(f"scale_lr={self.scale_lr!r} must be a finite number >= 0 (0 freezes the quantizer scales)")
 
 
 def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
-                    final: bool) -> dict:
-    """Apply, fine-tune and evaluate one policy; return every metric a trial reports."""
+                    final: bool, teacher_logits=None) -> dict:
+    """Apply, fine-tune and evaluate one policy; return every metric a trial reports.
+
+    ``teacher_logits``: the float base model's logits for every training example
+    (``trainables.distill.teacher_logits``, computed once per run and shared by all trials),
+    or None; used when ``settings.distill_weight > 0``. Common random numbers: every policy
+    is calibrated on the same first ``CALIBRATION_SIZE`` training images and fine-tuned on
+    the same minibatch stream (``fine_tune``'s seed), so trials compare paired."""
     import torch
 
     from trainables.compress import apply_policy
@@ -56,10 +77,14 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     model.load_state_dict(base_state)
     model.to(splits.train_x.device)
     torch.manual_seed(settings.seed)
-    apply_policy(model, policy, specs, splits.train_x[:512])
+    apply_policy(model, policy, specs, splits.train_x[:CALIBRATION_SIZE])
     steps = settings.final_steps if final else settings.fine_tune_steps
+    distill = {}
+    if teacher_logits is not None and settings.distill_weight > 0:
+        distill = {"teacher_logits": teacher_logits, "distill_temperature": settings.distill_temperature,
+                   "distill_weight": settings.distill_weight}
     tuned = fine_tune(model, splits.train_x, splits.train_y, steps=steps, batch_size=settings.batch_size,
-                      lr=settings.lr, seed=settings.seed)
+                      lr=settings.lr, seed=settings.seed, scale_lr=settings.scale_lr, **distill)
     val = evaluate(model, splits.val_x, splits.val_y)
     metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "train_loss": tuned["loss"], "steps": tuned["steps"]}
     if final:
@@ -74,9 +99,11 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     return metrics
 
 
-def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, settings: TrialSettings) -> None:
+def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, settings: TrialSettings,
+                 teacher_logits=None) -> None:
     """Ray Tune function trainable. ``config``: {"policy": Policy dict, "phase": "search"|"final", ...},
-    or that mapping under the key "item" (grids over whole configs: uniform screening, final phase)."""
+    or that mapping under the key "item" (grids over whole configs: uniform screening, final phase).
+    ``teacher_logits``: see ``evaluate_policy`` (through the object store, like ``data``)."""
     import ray
     from ray import tune
 
@@ -90,7 +117,7 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         policy = Policy.from_dict(config["policy"])
         specs = specs_from_json(specs_json)
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
-                                  final=config.get("phase") == "final")
+                                  final=config.get("phase") == "final", teacher_logits=teacher_logits)
         report.update(metrics)
         bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
         report["failed"] = 1 if bad else 0

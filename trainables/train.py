@@ -19,9 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import TensorSplits
+from .distill import check_distillation, distillation_loss
+from .quantize import step_size_parameters
 
 SCHEDULES = ("cosine", "constant")
 TAIL_FRACTION = 0.1  # fine_tune reports the mean loss of its last 10% of steps
+# lr of the learned quantizer step sizes (LSQ): their gradients are already scaled by
+# 1/sqrt(N Q_p), so they need a higher lr than the weights to move within a short fine-tune.
+DEFAULT_SCALE_LR = 0.05
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
@@ -53,20 +58,30 @@ def _check_positive(**values) -> None:
 
 
 def _optimizer_and_schedule(model: nn.Module, *, total_steps: int, lr: float, momentum: float,
-                            weight_decay: float, schedule: str):
+                            weight_decay: float, schedule: str, scale_lr: float | None = None):
+    """SGD over the model's parameters; with ``scale_lr`` the learned quantizer step sizes
+    get their own group at that lr and without weight decay (decay would shrink the grids)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; valid choices: {list(SCHEDULES)}")
     if not lr > 0:
         raise ValueError(f"lr={lr!r} must be positive")
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scales = step_size_parameters(model) if scale_lr is not None else []
+    if scales and not (isinstance(scale_lr, (int, float)) and math.isfinite(scale_lr) and scale_lr >= 0):
+        raise ValueError(f"scale_lr={scale_lr!r} must be a finite number >= 0 (0 freezes the quantizer scales)")
+    scale_ids = {id(p) for p in scales}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in scale_ids]}]
+    if scales:
+        groups.append({"params": scales, "lr": scale_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = None
     if schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     return optimizer, scheduler
 
 
-def _train_step(model, optimizer, scheduler, images, labels) -> torch.Tensor:
-    loss = F.cross_entropy(model(images), labels)
+def _train_step(model, optimizer, scheduler, images, labels, loss_fn=None, index=None) -> torch.Tensor:
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels) if loss_fn is None else loss_fn(logits, labels, index)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -75,32 +90,58 @@ def _train_step(model, optimizer, scheduler, images, labels) -> torch.Tensor:
     return loss.detach()
 
 
+def _distillation(teacher_logits, x, temperature, weight):
+    """The per-minibatch loss (logits, labels, index) -> loss, or None for plain CE."""
+    if teacher_logits is None:
+        return None
+    check_distillation(temperature, weight)
+    if not isinstance(teacher_logits, torch.Tensor) or teacher_logits.dim() != 2 or len(teacher_logits) != len(x):
+        shape = tuple(teacher_logits.shape) if isinstance(teacher_logits, torch.Tensor) else type(teacher_logits)
+        raise ValueError(f"teacher_logits must be a (len(x)={len(x)}, classes) tensor, one row per training "
+                         f"example (trainables.distill.teacher_logits); got {shape}")
+    teacher = teacher_logits.to(x.device)
+    return lambda logits, labels, index: distillation_loss(logits, labels, teacher[index], temperature=temperature,
+                                                           weight=weight)
+
+
 def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, batch_size: int = 128,
               lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0,
-              schedule: str = "cosine", log_every: int = 0, log: Callable[[str], None] = print) -> dict:
+              schedule: str = "cosine", scale_lr: float = DEFAULT_SCALE_LR, teacher_logits: torch.Tensor | None = None,
+              distill_temperature: float = 4.0, distill_weight: float = 0.5, log_every: int = 0,
+              log: Callable[[str], None] = print) -> dict:
     """SGD with momentum for ``steps`` minibatches; returns the mean loss of the last ~10% of
-    steps, the steps run and the seconds taken. ``steps=0`` trains nothing (loss is NaN)."""
+    steps, the steps run and the seconds taken. ``steps=0`` trains nothing (loss is NaN).
+
+    Quantizer step sizes train at ``scale_lr`` without weight decay. With ``teacher_logits``
+    (row-aligned with ``x``) the loss is ``distill.distillation_loss`` at
+    ``distill_temperature`` / ``distill_weight``. Common random numbers: the minibatch order
+    depends only on ``seed`` and ``len(y)``, and the global torch RNG (dropout, ...) is
+    seeded with ``seed`` for the run and restored afterwards, so two policies fine-tuned
+    with one seed see the same batches and the same random masks."""
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps={steps!r} must be a non-negative integer")
     _check_positive(batch_size=batch_size)
+    loss_fn = _distillation(teacher_logits, x, distill_temperature, distill_weight)
     optimizer, scheduler = _optimizer_and_schedule(model, total_steps=steps, lr=lr, momentum=momentum,
-                                                   weight_decay=weight_decay, schedule=schedule)
+                                                   weight_decay=weight_decay, schedule=schedule, scale_lr=scale_lr)
     generator = torch.Generator(device=x.device).manual_seed(seed)
     tail_start = steps - max(1, math.ceil(TAIL_FRACTION * steps))
     tail_loss = torch.zeros((), device=x.device)
     was_training, start = model.training, time.perf_counter()
     model.train()
-    try:
-        batches = batch_indices(len(y), batch_size, generator, x.device)
-        for step in range(steps):
-            index = next(batches)
-            loss = _train_step(model, optimizer, scheduler, x[index], y[index])
-            if step >= tail_start:
-                tail_loss += loss
-            if log_every and (step + 1) % log_every == 0:
-                log(f"step {step + 1}/{steps} loss {loss.item():.4f} lr {optimizer.param_groups[0]['lr']:.4g}")
-    finally:
-        model.train(was_training)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type != "cpu" else [], device_type=x.device.type):
+        torch.manual_seed(seed)
+        try:
+            batches = batch_indices(len(y), batch_size, generator, x.device)
+            for step in range(steps):
+                index = next(batches)
+                loss = _train_step(model, optimizer, scheduler, x[index], y[index], loss_fn, index)
+                if step >= tail_start:
+                    tail_loss += loss
+                if log_every and (step + 1) % log_every == 0:
+                    log(f"step {step + 1}/{steps} loss {loss.item():.4f} lr {optimizer.param_groups[0]['lr']:.4g}")
+        finally:
+            model.train(was_training)
     mean_loss = (tail_loss / (steps - tail_start)).item() if steps else float("nan")
     return {"loss": mean_loss, "steps": steps, "seconds": time.perf_counter() - start}
 

@@ -111,13 +111,28 @@ def test_mask_is_fixed_at_apply_time(digits):
 
 # -- weight quantization -------------------------------------------------------------------------
 def test_weight_quantization_hand_computed():
-    # 3 bits: qmax = 3, scale = 0.7 / 3; -0.3 / scale = -1.29 -> -1, 0.5 -> 2.14 -> 2, 0.1 -> 0.43 -> 0;
+    # 3 bits, full range [-4, 3]: of the clip candidates the MSE search keeps ratio 1 here,
+    # scale = 0.7 / 3; -0.3 / scale = -1.29 -> -1, 0.5 -> 2.14 -> 2, 0.1 -> 0.43 -> 0;
     # the all-zero (pruned) channel stays zero rather than dividing by a zero scale.
     weight = torch.tensor([[0.7, -0.3, 0.5, 0.1], [0.0, 0.0, 0.0, 0.0]])
     transform = WeightTransform(weight, None, weight_bits=3)
     scale = 0.7 / 3
     expected = torch.tensor([[3 * scale, -1 * scale, 2 * scale, 0.0], [0.0, 0.0, 0.0, 0.0]])
     torch.testing.assert_close(transform(weight), expected)
+    assert (transform.quant_min, transform.quant_max) == (-4, 3)
+
+
+def test_weight_clipping_hand_computed():
+    # 2 bits, grid {-2s, -s, 0, s}, candidates s = ratio x max|w|. One outlier 1.0 among 40
+    # weights of 0.3: for s in (0.2, 0.6) each 0.3 rounds to s and 1.0 clips to s, so the error
+    # is 40 (s - 0.3)^2 + (1 - s)^2, least at s = 13 / 41 = 0.317 -> the grid's 0.32.
+    # Max-abs (s = 1) would round all 40 to zero: error 40 x 0.09 = 3.6 against 0.48.
+    many = torch.cat([torch.tensor([1.0]), torch.full((40,), 0.3)])[None]
+    torch.testing.assert_close(WeightTransform(many, None, 2).channel_scales(), torch.tensor([0.32]))
+    # with few small weights keeping the outlier is better: 1.0, 0.1, 0.2, -0.2 at s = 1 err 0.09
+    few = torch.tensor([[1.0, 0.1, 0.2, -0.2]])
+    torch.testing.assert_close(WeightTransform(few, None, 2).channel_scales(), torch.tensor([1.0]))
+    assert WeightTransform(many, None, 2, scale_init="max").channel_scales().item() == 1.0
 
 
 @pytest.mark.parametrize("weight_bits", [2, 3, 4, 8])
@@ -125,13 +140,16 @@ def test_each_channel_takes_at_most_2_to_the_b_values_on_its_scale_grid(digits, 
     x, y = digits
     model, specs, _ = compressed_cnn({"weight_bits": weight_bits, "sparsity": 0.3}, x[:64])
     fine_tune(model, x, y, steps=20, batch_size=32, lr=0.05, seed=0)
-    qmax = 2 ** (weight_bits - 1) - 1
     for spec in specs:
-        rows = model.get_submodule(spec.name).weight.detach().flatten(1)
-        scale = rows.abs().amax(dim=1, keepdim=True) / qmax
+        layer = model.get_submodule(spec.name)
+        transform = layer.parametrizations.weight[0]
+        rows = layer.weight.detach().flatten(1)
+        scale = transform.channel_scales(layer.weight)[:, None]  # the learned steps forward uses
         levels = rows / scale
         torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)  # multiples of the scale
-        assert levels.round().abs().max() <= qmax
+        assert transform.quant_min <= levels.round().min() and levels.round().max() <= transform.quant_max
+        assert transform.quant_max == 2 ** (weight_bits - 1) - 1
+        assert transform.quant_min == (-(2 ** (weight_bits - 1)) if weight_bits <= 4 else -transform.quant_max)
         distinct = max(len(torch.unique(row)) for row in rows)
         assert 2 <= distinct <= 2**weight_bits
         assert compression_summary(model)[spec.name]["max_distinct_per_channel"] == distinct
@@ -184,7 +202,8 @@ def test_cpu_input_quantizer_matches_torch_fake_quant(low, high):
     values = (torch.randn(4096, generator=generator) * 3).requires_grad_()
     reference_input = values.detach().clone().requires_grad_()
     ours = quantizer(values)
-    reference = torch.fake_quantize_per_tensor_affine(reference_input, quantizer.scale, quantizer.zero_point, 0, 15)
+    reference = torch.fake_quantize_per_tensor_affine(reference_input, quantizer.scale.detach(), quantizer.zero_point,
+                                                      0, 15)
     assert torch.equal(ours, reference)
     upstream = torch.randn(4096, generator=generator)
     ours.backward(upstream)
@@ -196,10 +215,16 @@ def test_cpu_input_quantizer_matches_torch_fake_quant(low, high):
 def test_input_range_is_calibrated_once_and_fixed(digits):
     x, y = digits
     model, _, _ = compressed_cnn({"activation_bits": 8}, x[:64])
-    scales = {n: float(m.scale) for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
-    fine_tune(model, x, y, steps=5, batch_size=32, seed=0)
+    scales = {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    fine_tune(model, x, y, steps=5, batch_size=32, seed=0, scale_lr=0.0)  # lr 0 freezes the learned scales
     model(x[:64] * 10)
-    assert scales == {n: float(m.scale) for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    assert scales == {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    # by default the scales learn, but no later input recalibrates them
+    fine_tune(model, x, y, steps=5, batch_size=32, seed=0)
+    learned = {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
+    assert learned != scales
+    model(x[:64] * 10)
+    assert learned == {n: m.quant_params()[0] for n, m in model.named_modules() if isinstance(m, InputQuantizer)}
 
 
 # -- gradient flow ---------------------------------------------------------------------------------

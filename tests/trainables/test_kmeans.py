@@ -55,7 +55,7 @@ def test_uniform_is_the_evolved_policies_quantizer():
     expected = WeightTransform(weight, None, 4)(weight)
     assert torch.equal(uniform_quantize(weight, 4), expected)
     levels_per_channel = [len(row.unique()) for row in quantize(weight, 4, "uniform").flatten(1)]
-    assert max(levels_per_channel) <= 2**4 - 1  # symmetric narrow range: -7..7
+    assert max(levels_per_channel) <= 2**4  # at <= 4 bits the full signed range: -8..7
 
 
 def test_codebook_weight_is_exact_forward_and_straight_through_backward():
