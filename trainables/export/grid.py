@@ -66,11 +66,10 @@ def layer_grid(layer: nn.Module) -> LayerGrid:
         weight = layer.weight.detach().cpu().clone()
         transform = weight_transform(layer)
         if transform is not None:
-            bits = transform.weight_bits
-            quant_min = getattr(transform, "quant_min", -transform.qmax)
-            quant_max = getattr(transform, "quant_max", transform.qmax)
-            original = layer.parametrizations.weight.original
-            scales = transform.channel_scales(original).detach().cpu().float() if bits < FLOAT_BITS else None
+            bits, quant_min, quant_max, scales = transform.weight_bits, 0, 0, None
+            if bits < FLOAT_BITS:  # a float weight under a pruning mask has no grid
+                quant_min, quant_max = transform.quant_min, transform.quant_max
+                scales = transform.channel_scales().detach().cpu().float()
             mask = transform.mask
         elif isinstance(getattr(layer, "weight_grid", None), WeightGrid):
             grid = layer.weight_grid
