@@ -12,20 +12,18 @@ inputs and the teacher's rows alike and every trial shares one tensor.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hardware.checks import check_positive, check_probability
+
 
 def check_distillation(temperature: float, weight: float) -> None:
     """T > 0 and finite, 0 <= alpha <= 1, else a ValueError naming the bad value."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"distill_temperature={temperature!r} must be a positive finite number (e.g. 4)")
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"distill_weight={weight!r} must lie in [0, 1] (0: cross-entropy only, 1: KL only)")
+    check_positive("distill_temperature", temperature)
+    check_probability("distill_weight", weight)  # 0: cross-entropy only, 1: KL only
 
 
 def distillation_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor, *,

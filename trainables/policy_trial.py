@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass
 
 from hardware.budget import violation
+from hardware.checks import check_number
 from hardware.cost import total_costs
 from hardware.policy import Policy
 from hardware.specs import LayerSpec
@@ -51,9 +52,7 @@ class TrialSettings:
         from trainables.distill import check_distillation
 
         check_distillation(self.distill_temperature, self.distill_weight)
-        if isinstance(self.scale_lr, bool) or not isinstance(self.scale_lr, (int, float)) \
-                or not math.isfinite(self.scale_lr) or self.scale_lr < 0:
-            raise ValueError(f"scale_lr={self.scale_lr!r} must be a finite number >= 0 (0 freezes the quantizer scales)")
+        check_number("scale_lr", self.scale_lr, minimum=0.0)  # 0 freezes the quantizer scales
 
 
 def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
@@ -116,6 +115,10 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         splits = worker_tensors(data)
         policy = Policy.from_dict(config["policy"])
         specs = specs_from_json(specs_json)
+        if teacher_logits is not None:  # numpy from the object store, onto the data's device
+            import torch
+
+            teacher_logits = torch.as_tensor(teacher_logits, device=splits.train_x.device)
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                   final=config.get("phase") == "final", teacher_logits=teacher_logits)
         report.update(metrics)

@@ -76,6 +76,8 @@ class SearchConfig(RunSettings):
         structure, pin_first_last_8bit, *_choices: the search space (None: the defaults).
         population, generations, seed, crossover_prob: the genetic algorithm.
         fine_tune_steps, batch_size, lr: each screened trial's fine-tune.
+        scale_lr: lr of the learned quantizer step sizes (0 freezes the MSE-initialised grids).
+        distill_temperature, distill_weight: distillation from the float model (weight 0: off).
         final_steps, final_top: the longer fine-tune of the final policies and how many of the
             front get it (beside the best uniform policy).
         Ray and the run folder: see RunSettings.
@@ -108,6 +110,9 @@ class SearchConfig(RunSettings):
     lr: float = 0.01
     final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
     final_top: int = 3  # how many Pareto policies (the most accurate) get it, beside the best uniform one
+    scale_lr: float = 0.05  # learned quantizer step sizes (LSQ); 0 keeps the initial MSE grids
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.0  # 0: cross-entropy only; > 0 mixes in KL to the float model's logits
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +125,9 @@ class SearchConfig(RunSettings):
         if self.pretrain_epochs is not None:
             check_int("pretrain_epochs", self.pretrain_epochs, minimum=1)
         check_positive("lr", self.lr)
+        check_number("scale_lr", self.scale_lr, minimum=0.0)
+        check_positive("distill_temperature", self.distill_temperature)
+        check_probability("distill_weight", self.distill_weight)
         check_number("val_fraction", self.val_fraction, above=0.0, below=0.5)
         check_probability("crossover_prob", self.crossover_prob)
         check_bool("pin_first_last_8bit", self.pin_first_last_8bit)

@@ -132,9 +132,25 @@ def make_trainable(prep):
         model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
         target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
         fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-        seed=cfg.seed)
+        seed=cfg.seed, scale_lr=cfg.scale_lr, distill_temperature=cfg.distill_temperature,
+        distill_weight=cfg.distill_weight)
     return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
-                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial)
+                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial,
+                            teacher_logits=teacher_logits(prep) if cfg.distill_weight > 0 else None)
+
+
+def teacher_logits(prep):
+    """The float base model's logits on every training example, computed once on the driver and
+    shared by every trial through the object store (numpy, like the data arrays)."""
+    import torch
+
+    from trainables.distill import teacher_logits as compute
+    from trainables.models import create_model
+
+    model = create_model(prep.cfg.model, in_channels=prep.splits.in_channels, num_classes=prep.splits.num_classes,
+                         image_shape=prep.splits.image_shape)
+    model.load_state_dict(prep.base_state)
+    return compute(model, torch.from_numpy(prep.splits.train_x)).numpy()
 
 
 def run_policy_grid(session: Session, items: list[tuple[str, tuple]], *, phase: str,

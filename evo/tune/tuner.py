@@ -9,11 +9,13 @@ from pathlib import Path
 from ray import tune
 
 
-def policy_trainable(*, data, base_state, specs_json: str, settings, cpus: float, gpus: float):
-    """The trial function with its large inputs put in the object store once."""
+def policy_trainable(*, data, base_state, specs_json: str, settings, cpus: float, gpus: float, teacher_logits=None):
+    """The trial function with its large inputs (data, base weights, the teacher's logits) put in
+    the object store once."""
     from trainables.policy_trial import policy_trial
 
-    fn = tune.with_parameters(policy_trial, data=data, base_state=base_state, specs_json=specs_json, settings=settings)
+    fn = tune.with_parameters(policy_trial, data=data, base_state=base_state, specs_json=specs_json, settings=settings,
+                              teacher_logits=teacher_logits)
     return tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
 
 
