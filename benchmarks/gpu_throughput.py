@@ -106,7 +106,8 @@ def trial_grid(model: str, splits, *, trials: int, steps: int, batch_size: int, 
     space = SearchSpace(layer_names=tuple(s.name for s in specs))
     rng = random.Random(seed)
     policies = [space.decode(space.random_genome(rng)).to_dict() for _ in range(trials)]
-    settings = TrialSettings(model=model, image_shape=tuple(splits.image_shape), num_classes=splits.num_classes,
+    settings = TrialSettings(model_ref={"kind": "zoo", "name": model, "in_channels": splits.in_channels,
+                                        "num_classes": splits.num_classes, "image_shape": list(splits.image_shape)},
                              target="bitserial", budget_metric="bops", budget_limit=1e30,  # prices only: no budget here
                              fine_tune_steps=steps, final_steps=steps, batch_size=batch_size, lr=0.01, seed=seed)
     return net.state_dict(), specs_to_json(specs), settings, policies

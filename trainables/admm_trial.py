@@ -30,9 +30,7 @@ COST_KEYS = ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits", 
 
 @dataclass(frozen=True)
 class ADMMTrialSettings:
-    model: str
-    image_shape: tuple[int, int, int]
-    num_classes: int
+    model_ref: dict  # trainables.user_model reference, as in policy_trial.TrialSettings
     target: str
     admm: ADMMSettings
     activation_bits: int = 8  # b_a of BOPs budgets (size budgets keep float activations)
@@ -46,15 +44,14 @@ def run_admm_trial(run: dict, *, splits, base_state: dict, specs: list[LayerSpec
 
     from trainables.admm import run_admm
     from trainables.knapsack import BudgetConstraint
-    from trainables.models import create_model
+    from trainables.user_model import build_from_reference
     from trainables.train import evaluate
 
     started = time.perf_counter()
     constraint = BudgetConstraint.from_specs(specs, run["metric"], run["limit"],
                                              activation_bits=settings.activation_bits)
     admm_settings = replace(settings.admm, seed=int(run["seed"]))
-    model = create_model(settings.model, in_channels=settings.image_shape[0], num_classes=settings.num_classes,
-                         image_shape=settings.image_shape)
+    model = build_from_reference(settings.model_ref)
     model.load_state_dict(base_state)
     model.to(splits.train_x.device)
     torch.manual_seed(admm_settings.seed)

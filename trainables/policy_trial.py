@@ -30,9 +30,7 @@ CALIBRATION_SIZE = 512  # the fixed calibration batch: the first training images
 
 @dataclass(frozen=True)
 class TrialSettings:
-    model: str
-    image_shape: tuple[int, int, int]
-    num_classes: int
+    model_ref: dict  # trainables.user_model reference: a zoo model with its shapes, or the user's factory
     target: str
     budget_metric: str
     budget_limit: float
@@ -47,6 +45,7 @@ class TrialSettings:
     # (1 - weight) CE + weight T^2 KL; weight 0 (the default) trains on cross-entropy only
     distill_temperature: float = 4.0
     distill_weight: float = 0.0
+    models_dir: str | None = None  # where final trials save their compressed models (shared storage)
 
     def __post_init__(self) -> None:
         from trainables.distill import check_distillation
@@ -55,9 +54,9 @@ class TrialSettings:
         check_number("scale_lr", self.scale_lr, minimum=0.0)  # 0 freezes the quantizer scales
 
 
-def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
-                    final: bool, teacher_logits=None) -> dict:
-    """Apply, fine-tune and evaluate one policy; return every metric a trial reports.
+def tuned_model(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
+                steps: int, teacher_logits=None):
+    """The base model compressed by ``policy`` and fine-tuned ``steps``: (model, fine_tune's record).
 
     ``teacher_logits``: the float base model's logits for every training example
     (``trainables.distill.teacher_logits``, computed once per run and shared by all trials),
@@ -67,28 +66,41 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     import torch
 
     from trainables.compress import apply_policy
-    from trainables.models import create_model
-    from trainables.train import evaluate, fine_tune
+    from trainables.train import fine_tune
+    from trainables.user_model import build_from_reference
 
-    started = time.perf_counter()
-    model = create_model(settings.model, in_channels=settings.image_shape[0], num_classes=settings.num_classes,
-                         image_shape=settings.image_shape)
+    model = build_from_reference(settings.model_ref)
     model.load_state_dict(base_state)
     model.to(splits.train_x.device)
     torch.manual_seed(settings.seed)
     apply_policy(model, policy, specs, splits.train_x[:CALIBRATION_SIZE])
-    steps = settings.final_steps if final else settings.fine_tune_steps
     distill = {}
     if teacher_logits is not None and settings.distill_weight > 0:
         distill = {"teacher_logits": teacher_logits, "distill_temperature": settings.distill_temperature,
                    "distill_weight": settings.distill_weight}
     tuned = fine_tune(model, splits.train_x, splits.train_y, steps=steps, batch_size=settings.batch_size,
                       lr=settings.lr, seed=settings.seed, scale_lr=settings.scale_lr, **distill)
+    return model, tuned
+
+
+def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
+                    final: bool, teacher_logits=None, save_to: str | None = None) -> dict:
+    """Apply, fine-tune and evaluate one policy; return every metric a trial reports. A final
+    trial (``final``) also reads the test split, once, and may save the compressed model's
+    state_dict to ``save_to`` (what `evo export` ships)."""
+    from trainables.train import evaluate
+
+    started = time.perf_counter()
+    steps = settings.final_steps if final else settings.fine_tune_steps
+    model, tuned = tuned_model(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
+                               steps=steps, teacher_logits=teacher_logits)
     val = evaluate(model, splits.val_x, splits.val_y)
     metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "train_loss": tuned["loss"], "steps": tuned["steps"]}
     if final:
         test = evaluate(model, splits.test_x, splits.test_y)
         metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+        if save_to is not None:
+            _save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, save_to)
     costs = total_costs(specs, policy, load_target(settings.target))
     metrics.update({k: costs[k] for k in ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits",
                                           "size_bits_honest", "size_vs_fp32", "energy_pj", "latency_s", "nnz")})
@@ -96,6 +108,20 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     metrics.update(cost=cost, limit=settings.budget_limit, violation=violation(cost, settings.budget_limit))
     metrics["compute_seconds"] = time.perf_counter() - started
     return metrics
+
+
+def final_model_path(models_dir: str, genome_key: str) -> str:
+    """Where a final trial saves its compressed model (the run folder's ``models/``)."""
+    return os.path.join(models_dir, genome_key.replace("|", "_") + ".pt")
+
+
+def _save_atomic(state: dict, path: str) -> None:
+    import torch
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, settings: TrialSettings,
@@ -119,8 +145,11 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
             import torch
 
             teacher_logits = torch.as_tensor(teacher_logits, device=splits.train_x.device)
+        final = config.get("phase") == "final"
+        save_to = final_model_path(settings.models_dir, config["genome"]) \
+            if final and settings.models_dir and config.get("genome") else None
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
-                                  final=config.get("phase") == "final", teacher_logits=teacher_logits)
+                                  final=final, teacher_logits=teacher_logits, save_to=save_to)
         report.update(metrics)
         bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
         report["failed"] = 1 if bad else 0

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import argparse
 
-SEARCH_OVERRIDES = ("model", "dataset", "data_dir", "budget", "target", "generations", "population", "seed",
+SEARCH_OVERRIDES = ("model", "model_args", "weights", "dataset", "data_dir", "budget", "target", "generations", "population", "seed",
                     "fine_tune_steps", "storage", "name", "address", "gpus_per_trial", "cpus_per_trial",
                     "max_concurrent", "verbose")
 
 
-def add_data_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
-    p.add_argument("--model", required=required, help="model name (lenet5, resnet20, mlp)")
-    p.add_argument("--dataset", required=required, help="dataset name (fashion-mnist, digits, cifar10)")
-    p.add_argument("--data-dir", help="folder holding the dataset files (default: the Debian package's folder)")
+def add_data_args(p: argparse.ArgumentParser, *, required: bool = False, weights: bool = True) -> None:
+    p.add_argument("--model", required=required,
+                   help="a zoo model (lenet5, resnet20, mlp) or your own: path/to/file.py:function or "
+                        "package.module:function returning an nn.Module")
+    p.add_argument("--model-args", dest="model_args", metavar="JSON",
+                   help='keyword arguments of your model function, e.g. \'{"width": 2}\'')
+    if weights:
+        p.add_argument("--weights", help="a state_dict checkpoint (torch.save(model.state_dict())) used as the base "
+                                         "model instead of pretraining")
+    p.add_argument("--dataset", required=required,
+                   help="fashion-mnist, digits, cifar10, a path/to/data.npz (x_train, y_train, x_test, y_test; "
+                        "optionally x_val, y_val) or package.module:function returning those arrays")
+    p.add_argument("--data-dir", help="folder holding a built-in dataset's files (default: the Debian package's folder)")
+
+
+def model_args_of(args: argparse.Namespace) -> dict | None:
+    """--model-args parsed from JSON (None when not given)."""
+    if getattr(args, "model_args", None) is None:
+        return None
+    from trainables.user_model import parse_model_args
+
+    return parse_model_args(args.model_args)
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -49,4 +67,5 @@ def config_from_args(args: argparse.Namespace):
     from evo.runs.config import resolve_config
 
     overrides = {k: getattr(args, k, None) for k in SEARCH_OVERRIDES}
+    overrides["model_args"] = model_args_of(args)
     return resolve_config(args.preset, args.config, overrides)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from evo.cli.args import add_data_args, add_ray_args, add_search_args, config_from_args
+from evo.cli.args import add_data_args, add_ray_args, add_search_args, config_from_args, model_args_of
 from trainables.knapsack import PAPER_LENET5, QUANTIZERS, ADMMSettings  # numpy only: `evo --help` stays fast
 
 HELP = {
@@ -25,7 +25,7 @@ HELP = {
 # flag destination -> ADMMSettings field
 ADMM_FLAGS = ("epochs", "fine_tune_epochs", "rho", "lr", "fine_tune_lr", "momentum", "weight_decay", "batch_size",
               "quantizer", "initial_bits")
-RUN_FLAGS = ("model", "dataset", "data_dir", "seeds", "activation_bits", "target", "pretrain_epochs", "storage",
+RUN_FLAGS = ("model", "model_args", "weights", "dataset", "data_dir", "seeds", "activation_bits", "target", "pretrain_epochs", "storage",
              "name", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "verbose")
 
 
@@ -75,6 +75,8 @@ def admm_config(args: argparse.Namespace):
     base = PAPER_LENET5 if args.paper else ADMMSettings()
     admm = dataclasses.replace(base, **{k: getattr(args, k) for k in ADMM_FLAGS if getattr(args, k) is not None})
     run = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k, None) is not None}
+    if "model_args" in run:
+        run["model_args"] = model_args_of(args)
     return ADMMConfig(budgets=tuple(args.budgets), admm=admm, **run)
 
 

@@ -31,7 +31,7 @@ from evo.runs.schema import TRIAL_SCHEMA
 from evo.runs.parquet import PartWriter, read_table
 from evo.runs.folder import versions
 from hardware.budget import parse_budget, violation
-from hardware.checks import check_int, check_number
+from hardware.checks import check_int
 from hardware.policy import Policy, check_bits
 from trainables.knapsack import CONSTRAINED_METRICS, ADMMSettings, BudgetConstraint, check_quantizer, policy_from
 
@@ -46,25 +46,19 @@ class ADMMConfig(RunSettings):
     """`evo baseline admm`'s settings: one trial per budget x seed.
 
     Args:
-        model, dataset, data_dir, val_fraction, pretrain_epochs: as in evo.runs.config.SearchConfig.
         budgets: budget texts on size (``size=1/50``: Yang et al.'s count) or BOPs (our extension).
         seeds: seeds 0..seeds-1 per budget.
         admm: the ADMM recipe (trainables.admm.settings.ADMMSettings).
         activation_bits: fixed activation bits of a BOPs budget (size budgets keep them float).
         target: the hardware target pricing the final policies.
-        Ray and the run folder: see evo.runs.config.RunSettings.
+        the model, the data, Ray and the run folder: see evo.runs.config.RunSettings.
     """
 
-    model: str = "lenet5"
-    dataset: str = "fashion-mnist"
     budgets: tuple[str, ...] = ("size=1/50",)
     seeds: int = 3
     admm: ADMMSettings = field(default_factory=ADMMSettings)
     activation_bits: int = 8  # b_a of BOPs budgets
     target: str = "bitserial"
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    pretrain_epochs: int | None = None
     max_failures: int = 1
     name: str = "admm"
 
@@ -84,9 +78,6 @@ class ADMMConfig(RunSettings):
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"budgets {list(self.budgets)} repeat a budget")
         check_int("seeds", self.seeds, minimum=1)  # runs use seeds 0..seeds-1
-        check_number("val_fraction", self.val_fraction, above=0.0, below=0.5)
-        if self.pretrain_epochs is not None:
-            check_int("pretrain_epochs", self.pretrain_epochs, minimum=1)
         check_quantizer(self.admm.quantizer)
         check_bits(self.activation_bits, "activation_bits")
         load_target(self.target)
@@ -109,26 +100,21 @@ class PreparedADMM:
     base_accuracy: dict
     specs: list
     runs: list[dict]  # {"budget", "metric", "limit", "seed"} per trial
+    model_ref: dict = field(default_factory=dict)  # trainables.user_model reference of the model
     todo: list[dict] = field(default_factory=list)  # the runs without a finished final row
 
 
 def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> PreparedADMM:
     """Everything that can fail before Ray starts; only the pretraining cache is written."""
-    from evo.runs.prepare import BASE_SEED, SPLIT_SEED, check_address, check_run_dir
+    from evo.runs.prepare import base_model, check_address, check_run_dir, load_inputs
     from hardware.budget import budget_limit
-    from hardware.profiler import profile_model
     from hardware.targets import load_target
-    from trainables.data import load_dataset
-    from trainables.models import create_model
-    from trainables.pretrain import pretrain
 
     check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     check_run_dir(cfg, resume)  # reads cfg.run_dir and cfg.to_dict()
     target = load_target(cfg.target)
-    splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED)
-    model = create_model(cfg.model, in_channels=splits.in_channels, num_classes=splits.num_classes,
-                         image_shape=splits.image_shape)
-    specs = profile_model(model, splits.image_shape)
+    inputs = load_inputs(cfg, log=log)
+    splits, specs = inputs.splits, inputs.specs
     runs = []
     for text in cfg.budgets:
         budget = parse_budget(text)
@@ -136,9 +122,10 @@ def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> Pre
         BudgetConstraint.from_specs(specs, budget.metric, limit, activation_bits=cfg.activation_bits
                                     ).check_reachable(text)
         runs += [{"budget": text, "metric": budget.metric, "limit": limit, "seed": seed} for seed in range(cfg.seeds)]
-    base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir, log=log)
+    base = base_model(cfg, inputs, log=log)
     return PreparedADMM(cfg=cfg, splits=splits, base_state=base.state_dict, specs=specs, runs=runs,
-                        base_accuracy={"val_accuracy": base.val_accuracy, "test_accuracy": base.test_accuracy})
+                        base_accuracy={"val_accuracy": base.val_accuracy, "test_accuracy": base.test_accuracy},
+                        model_ref=inputs.model_ref)
 
 
 def finished_runs(run_dir: Path) -> set[tuple[str, int]]:
@@ -182,8 +169,7 @@ class ADMM:
         from trainables.admm_trial import ADMMTrialSettings, admm_trial
 
         cfg = prep.cfg
-        settings = ADMMTrialSettings(model=cfg.model, image_shape=tuple(prep.splits.image_shape),
-                                     num_classes=prep.splits.num_classes, target=cfg.target, admm=cfg.admm,
+        settings = ADMMTrialSettings(model_ref=prep.model_ref, target=cfg.target, admm=cfg.admm,
                                      activation_bits=cfg.activation_bits)
         return tune.with_resources(
             tune.with_parameters(admm_trial, data=prep.splits, base_state=prep.base_state,

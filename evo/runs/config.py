@@ -23,10 +23,17 @@ def preset_names() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What every run (evo search, each baseline, ADMM) sets about Ray and its run folder, with the
-    validators they share.
+    """What every run (evo search, each baseline, ADMM) sets about the model, the data, Ray and its
+    run folder, with the validators they share.
 
     Args:
+        model: a zoo name (lenet5, resnet20, mlp) or the user's ``path/to/file.py:function`` /
+            ``package.module:function`` returning an nn.Module; model_args: its keyword arguments.
+        weights: a state_dict checkpoint used as the base model instead of pretraining.
+        dataset: a built-in name (fashion-mnist, digits, cifar10), a ``.npz`` path or a
+            ``package.module:function`` returning the arrays; data_dir: where built-in files are.
+        val_fraction: the validation split carved from the training set (when the data has none).
+        pretrain_epochs: epochs of the base model's recipe (None: the model's default).
         cpus_per_trial, gpus_per_trial: Ray resources of one trial (fractions pack trials).
         max_concurrent: trials at once (0: as many as the cluster holds at start; more: wait for nodes).
         max_failures: retries of a trial whose worker died.
@@ -35,6 +42,13 @@ class RunSettings:
         verbose: Ray Tune's own progress output (0: evo's lines only).
     """
 
+    model: str = "lenet5"
+    model_args: dict | None = None
+    weights: str | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    pretrain_epochs: int | None = None  # None: the model's default recipe
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_concurrent: int = 0
@@ -45,6 +59,16 @@ class RunSettings:
     verbose: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("model", "dataset"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a name or a path")
+        if self.model_args is not None and not isinstance(self.model_args, dict):
+            raise ValueError(f"model_args={self.model_args!r} must be a mapping of keyword arguments")
+        if self.weights is not None and not (isinstance(self.weights, str) and Path(self.weights).expanduser().is_file()):
+            raise ValueError(f"weights={self.weights!r}: no such file (a state_dict checkpoint)")
+        check_number("val_fraction", self.val_fraction, above=0.0, below=0.5)
+        if self.pretrain_epochs is not None:
+            check_int("pretrain_epochs", self.pretrain_epochs, minimum=1)
         check_positive("cpus_per_trial", self.cpus_per_trial)
         check_number("gpus_per_trial", self.gpus_per_trial, minimum=0.0)  # fractions such as 0.25 pack trials
         check_int("max_concurrent", self.max_concurrent, minimum=0)
@@ -69,9 +93,6 @@ class SearchConfig(RunSettings):
     flags), checked at construction so a bad value fails before Ray starts.
 
     Args:
-        model, dataset, data_dir, val_fraction, pretrain_epochs: what to compress and the data
-            (the validation split is carved from the training set; pretrain_epochs None: the
-            model's recipe).
         budget, target: the budget text (e.g. ``bops=1/512``) and the hardware target pricing it.
         structure, pin_first_last_8bit, *_choices: the search space (None: the defaults).
         population, generations, seed, crossover_prob: the genetic algorithm.
@@ -80,15 +101,9 @@ class SearchConfig(RunSettings):
         distill_temperature, distill_weight: distillation from the float model (weight 0: off).
         final_steps, final_top: the longer fine-tune of the final policies and how many of the
             front get it (beside the best uniform policy).
-        Ray and the run folder: see RunSettings.
+        the model, the data, Ray and the run folder: see RunSettings.
     """
 
-    # what to compress
-    model: str = "lenet5"
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    pretrain_epochs: int | None = None  # None: the model's default recipe
     # the budget and how it is priced
     budget: str = "bops=1/512"
     target: str = "bitserial"
@@ -122,20 +137,14 @@ class SearchConfig(RunSettings):
         for name in ("fine_tune_steps", "final_steps", "final_top", "batch_size"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("seed", self.seed, minimum=0)
-        if self.pretrain_epochs is not None:
-            check_int("pretrain_epochs", self.pretrain_epochs, minimum=1)
         check_positive("lr", self.lr)
         check_number("scale_lr", self.scale_lr, minimum=0.0)
         check_positive("distill_temperature", self.distill_temperature)
         check_probability("distill_weight", self.distill_weight)
-        check_number("val_fraction", self.val_fraction, above=0.0, below=0.5)
         check_probability("crossover_prob", self.crossover_prob)
         check_bool("pin_first_last_8bit", self.pin_first_last_8bit)
         if self.structure not in STRUCTURES:
             raise ValueError(f"structure={self.structure!r}; valid choices: {list(STRUCTURES)}")
-        for name in ("model", "dataset"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a name")
         for name in ("sparsity_choices", "keep_ratio_choices", "weight_bit_choices", "activation_bit_choices"):
             value = getattr(self, name)
             if value is not None:

@@ -129,11 +129,10 @@ def make_trainable(prep):
 
     cfg = prep.cfg
     settings = TrialSettings(
-        model=cfg.model, image_shape=tuple(prep.splits.image_shape), num_classes=prep.splits.num_classes,
-        target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
+        model_ref=prep.model_ref, target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
         fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
         seed=cfg.seed, scale_lr=cfg.scale_lr, distill_temperature=cfg.distill_temperature,
-        distill_weight=cfg.distill_weight)
+        distill_weight=cfg.distill_weight, models_dir=str(cfg.run_dir / "models"))
     return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
                             settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial,
                             teacher_logits=teacher_logits(prep) if cfg.distill_weight > 0 else None)
@@ -145,10 +144,9 @@ def teacher_logits(prep):
     import torch
 
     from trainables.distill import teacher_logits as compute
-    from trainables.models import create_model
+    from trainables.user_model import build_from_reference
 
-    model = create_model(prep.cfg.model, in_channels=prep.splits.in_channels, num_classes=prep.splits.num_classes,
-                         image_shape=prep.splits.image_shape)
+    model = build_from_reference(prep.model_ref)
     model.load_state_dict(prep.base_state)
     return compute(model, torch.from_numpy(prep.splits.train_x)).numpy()
 

@@ -37,6 +37,7 @@ class Prepared:
     limit: float
     space: SearchSpace
     cost_fn: Callable
+    model_ref: dict  # trainables.user_model reference of the model
 
     @property
     def run_dir(self) -> Path:
@@ -75,21 +76,67 @@ def build_space(cfg: SearchConfig, specs: list[LayerSpec]) -> SearchSpace:
                        pin_first_last_8bit=cfg.pin_first_last_8bit, **kwargs)
 
 
-def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:
-    from evo.core.repair import cheapest_genome
+@dataclass
+class Inputs:
+    """The data, the model (built, not yet trained), its picklable reference and its layer specs."""
+
+    splits: object  # trainables.data.DataSplits
+    model: object  # torch.nn.Module
+    model_ref: dict  # trainables.user_model reference: what a Ray worker rebuilds the model from
+    specs: list[LayerSpec]
+
+
+@dataclass
+class BaseModel:
+    state_dict: dict
+    val_accuracy: float
+    test_accuracy: float
+    source: str  # "pretrained", "cached" or the --weights path
+
+
+def load_inputs(cfg, *, log: Callable = print) -> Inputs:
+    """Data, model and specs of a run (every method): a bad dataset or model spec raises here."""
     from hardware.profiler import profile_model
     from trainables.data import load_dataset
-    from trainables.models import create_model
+    from trainables.user_model import resolve_model
+
+    splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED)
+    model, model_ref = resolve_model(cfg.model, cfg.model_args, in_channels=splits.in_channels,
+                                     num_classes=splits.num_classes, image_shape=splits.image_shape)
+    specs = profile_model(model, splits.image_shape)
+    return Inputs(splits=splits, model=model, model_ref=model_ref, specs=specs)
+
+
+def base_model(cfg, inputs: Inputs, *, log: Callable = print) -> BaseModel:
+    """The float base model: ``cfg.weights`` loaded into the model (a mismatch names the first bad
+    parameter), else pretrained through the checkpoint cache. Its accuracies are the float
+    reference of the final table (the test split is read here once, for that line)."""
     from trainables.pretrain import pretrain
+
+    if cfg.weights is None:
+        base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir,
+                        val_fraction=cfg.val_fraction, model_ref=inputs.model_ref, log=log)
+        return BaseModel(base.state_dict, base.val_accuracy, base.test_accuracy, "cached" if base.cached else "pretrained")
+    from trainables.data import to_tensors
+    from trainables.train import evaluate
+    from trainables.user_model import load_weights
+
+    model = load_weights(inputs.model, cfg.weights)
+    tensors = to_tensors(inputs.splits)
+    val, test = (evaluate(model, x, y) for x, y in ((tensors.val_x, tensors.val_y), (tensors.test_x, tensors.test_y)))
+    return BaseModel({k: v.detach().clone() for k, v in model.state_dict().items()}, val["accuracy"],
+                     test["accuracy"], cfg.weights)
+
+
+def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:
+    from evo.core.repair import cheapest_genome
 
     check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
     check_run_dir(cfg, resume)
     target = load_target(cfg.target)
     budget = parse_budget(cfg.budget)
-    splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, seed=SPLIT_SEED)
-    model = create_model(cfg.model, in_channels=splits.in_channels, num_classes=splits.num_classes,
-                         image_shape=splits.image_shape)
-    specs = profile_model(model, splits.image_shape)
+    inputs = load_inputs(cfg, log=log)
+    splits, specs = inputs.splits, inputs.specs
     limit = budget_limit(budget, specs, target)
     space = build_space(cfg, specs)
     cost_fn = make_cost_fn(space, specs, target, budget.metric)
@@ -101,13 +148,12 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
             f"space costs {cheapest_cost:.6g} ({space.decode(cheapest).to_dict()['layers']}); "
             "loosen the budget or widen the choice tables"
         )
-    base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir,
-                    val_fraction=cfg.val_fraction, log=log)
-    log(f"base model {cfg.model} on {cfg.dataset}: validation accuracy {base.val_accuracy:.4f}"
-        f"{' (cached)' if base.cached else ''}; budget {budget.metric} <= {limit:.6g} on target {target.name}")
+    base = base_model(cfg, inputs, log=log)
+    log(f"base model {cfg.model} on {cfg.dataset}: validation accuracy {base.val_accuracy:.4f} ({base.source}); "
+        f"budget {budget.metric} <= {limit:.6g} on target {target.name}")
     return Prepared(cfg=cfg, splits=splits, base_state=base.state_dict, base_val_accuracy=base.val_accuracy,
                     base_test_accuracy=base.test_accuracy, specs=specs, target=target, budget=budget, limit=limit,
-                    space=space, cost_fn=cost_fn)
+                    space=space, cost_fn=cost_fn, model_ref=inputs.model_ref)
 
 
 ADDRESS_CONNECT_SECONDS = 5.0

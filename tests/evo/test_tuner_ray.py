@@ -78,7 +78,7 @@ def test_failed_policy_trial_is_reported_with_its_error(local_ray, tmp_path):
     splits = load_dataset("digits")
     model = create_model("mlp", in_channels=1, num_classes=10, image_shape=splits.image_shape)
     specs = profile_model(model, splits.image_shape)
-    settings = TrialSettings(model="mlp", image_shape=tuple(splits.image_shape), num_classes=10, target="bitserial",
+    settings = TrialSettings(model_ref={"kind": "zoo", "name": "mlp", "in_channels": 1, "num_classes": 10, "image_shape": [1, 8, 8]}, target="bitserial",
                              budget_metric="bops", budget_limit=1e12, fine_tune_steps=5, final_steps=5,
                              batch_size=32, lr=0.01, seed=0)
     good = {"layers": {s.name: {"weight_bits": 4, "activation_bits": 4} for s in specs}}

@@ -133,7 +133,7 @@ def test_trial_reports_the_policy_trial_keys(digits, base_state):
     model = fresh_model(digits, base_state)
     specs = profile_model(model, digits.image_shape)
     limit = budget_limit(parse_budget("size=1/40"), specs, "bitserial")
-    settings = ADMMTrialSettings(model="mlp", image_shape=digits.image_shape, num_classes=10, target="bitserial",
+    settings = ADMMTrialSettings(model_ref={"kind": "zoo", "name": "mlp", "in_channels": 1, "num_classes": 10, "image_shape": [1, 8, 8]}, target="bitserial",
                                  admm=ADMMSettings(**QUICK))
     reports = []
     final = run_admm_trial({"budget": "size=1/40", "metric": "size_bits", "limit": limit, "seed": 1},

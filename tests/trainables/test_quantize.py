@@ -160,7 +160,7 @@ def test_distillation_loss_hand_computed():
 
 
 @pytest.mark.parametrize("kw,message", [({"distill_temperature": 0.0}, "distill_temperature=0.0"),
-                                        ({"distill_weight": 1.5}, r"distill_weight=1.5 must lie in \[0, 1\]"),
+                                        ({"distill_weight": 1.5}, r"distill_weight=1.5 must be a finite number in \[0, 1\]"),
                                         ({"scale_lr": -1.0}, "scale_lr=-1.0"),
                                         ({"teacher_rows": 5}, "one row per training example")])
 def test_fine_tune_rejects_bad_distillation_and_scale_settings(digits, kw, message):
@@ -262,7 +262,7 @@ def test_teacher_logits_are_row_aligned_and_distillation_trains(digits):
 
 
 def trial_settings(**kw) -> TrialSettings:
-    return TrialSettings(model="mlp", image_shape=(1, 8, 8), num_classes=10, target="bitserial", budget_metric="bops",
+    return TrialSettings(model_ref={"kind": "zoo", "name": "mlp", "in_channels": 1, "num_classes": 10, "image_shape": [1, 8, 8]}, target="bitserial", budget_metric="bops",
                          budget_limit=1e12, fine_tune_steps=10, final_steps=10, batch_size=32, lr=0.05, seed=0, **kw)
 
 
