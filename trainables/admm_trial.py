@@ -22,7 +22,7 @@ from hardware.cost import total_costs
 from hardware.specs import LayerSpec
 
 from .knapsack import ADMMSettings
-from .worker import free_accelerator_memory, worker_tensors
+from .worker import free_accelerator_memory, log_training, worker_tensors
 
 COST_KEYS = ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits", "size_bits_honest", "size_vs_fp32",
              "energy_pj", "latency_s", "nnz")
@@ -34,6 +34,7 @@ class ADMMTrialSettings:
     target: str
     admm: ADMMSettings
     activation_bits: int = 8  # b_a of BOPs budgets (size budgets keep float activations)
+    trainings_log: str | None = None  # the run's trainings.jsonl (trainables.worker.log_training)
 
 
 def run_admm_trial(run: dict, *, splits, base_state: dict, specs: list[LayerSpec], settings: ADMMTrialSettings,
@@ -92,6 +93,10 @@ def admm_trial(config: dict, *, data, base_state: dict, specs_json: str, setting
         splits = worker_tensors(data)
         final.update(run_admm_trial(run, splits=splits, base_state=base_state, specs=specs_from_json(specs_json),
                                     settings=settings, report=tune.report))
+        log_training(settings.trainings_log, {
+            "phase": "final", "budget": run.get("budget"), "seed": run.get("seed"), "steps": final["steps"],
+            "samples": final["steps"] * settings.admm.batch_size, "seconds": final["compute_seconds"],
+            "node_id": final["node_id"]})
         bad = [key for key in ("accuracy", "loss") if not math.isfinite(final[key])]
         final.update(failed=1 if bad else 0, error=f"non-finite {', '.join(bad)}" if bad else "")
     except Exception as err:  # recorded as a failed result; the other budgets and seeds go on

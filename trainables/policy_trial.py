@@ -23,7 +23,7 @@ from hardware.cost import total_costs
 from hardware.policy import Policy
 from hardware.specs import LayerSpec
 from hardware.targets import load_target
-from trainables.worker import free_accelerator_memory, worker_tensors
+from trainables.worker import free_accelerator_memory, log_training, worker_tensors
 
 CALIBRATION_SIZE = 512  # the fixed calibration batch: the first training images
 
@@ -46,6 +46,7 @@ class TrialSettings:
     distill_temperature: float = 4.0
     distill_weight: float = 0.0
     models_dir: str | None = None  # where final trials save their compressed models (shared storage)
+    trainings_log: str | None = None  # the run's trainings.jsonl (trainables.worker.log_training)
 
     def __post_init__(self) -> None:
         from trainables.distill import check_distillation
@@ -150,6 +151,10 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
             if final and settings.models_dir and config.get("genome") else None
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                   final=final, teacher_logits=teacher_logits, save_to=save_to)
+        log_training(settings.trainings_log, {
+            "phase": config.get("phase"), "genome": config.get("genome"), "label": config.get("label"),
+            "steps": metrics["steps"], "samples": metrics["steps"] * settings.batch_size,
+            "seconds": metrics["compute_seconds"], "node_id": report["node_id"]})
         report.update(metrics)
         bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
         report["failed"] = 1 if bad else 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 # Tensors made from the object-store arrays, kept per worker process so a reused actor
 # (reuse_actors=True) does not copy the dataset to the device again for every trial.
 _TENSOR_CACHE: dict = {}
@@ -27,3 +30,22 @@ def free_accelerator_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def log_training(path: str | None, record: dict) -> None:
+    """Append one finished training to the run's ``trainings.jsonl`` (the trainable's own log,
+    written by the worker as the training ends, so a killed driver loses none): what was trained,
+    its steps and samples, seconds, node and process. One ``write`` of a line under O_APPEND, so
+    concurrent trials never interleave; fsynced, so it survives the machine too."""
+    if path is None:
+        return
+    import json
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    line = (json.dumps({**record, "pid": os.getpid(), "time": time.time()}, sort_keys=True) + "\n").encode()
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -165,12 +165,14 @@ class ADMM:
     def trainable(self, prep: PreparedADMM):
         from ray import tune
 
+        from evo.runs.pipeline import TRAININGS_LOG
         from hardware.specs import specs_to_json
         from trainables.admm_trial import ADMMTrialSettings, admm_trial
 
         cfg = prep.cfg
         settings = ADMMTrialSettings(model_ref=prep.model_ref, target=cfg.target, admm=cfg.admm,
-                                     activation_bits=cfg.activation_bits)
+                                     activation_bits=cfg.activation_bits,
+                                     trainings_log=str(cfg.run_dir / TRAININGS_LOG))
         return tune.with_resources(
             tune.with_parameters(admm_trial, data=prep.splits, base_state=prep.base_state,
                                  specs_json=specs_to_json(prep.specs), settings=settings),

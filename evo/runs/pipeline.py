@@ -20,6 +20,7 @@ from evo.runs.parquet import PartWriter, compact, write_yaml_atomic
 from evo.runs.folder import versions
 from evo.runs.schema import GENERATION_SCHEMA, TRIAL_SCHEMA
 
+TRAININGS_LOG = "trainings.jsonl"  # one line per finished training, written by the trials themselves
 TABLES = {"trials.parquet": TRIAL_SCHEMA, "generations.parquet": GENERATION_SCHEMA, "pareto.parquet": TRIAL_SCHEMA}
 
 
@@ -132,7 +133,8 @@ def make_trainable(prep):
         model_ref=prep.model_ref, target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
         fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
         seed=cfg.seed, scale_lr=cfg.scale_lr, distill_temperature=cfg.distill_temperature,
-        distill_weight=cfg.distill_weight, models_dir=str(cfg.run_dir / "models"))
+        distill_weight=cfg.distill_weight, models_dir=str(cfg.run_dir / "models"),
+        trainings_log=str(cfg.run_dir / TRAININGS_LOG))
     return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
                             settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial,
                             teacher_logits=teacher_logits(prep) if cfg.distill_weight > 0 else None)

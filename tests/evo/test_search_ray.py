@@ -45,6 +45,10 @@ def test_smoke_search_end_to_end(uninterrupted):
     trained = trainings(run)
     assert {key for (phase, key), n in trained.items() if phase == "search"} == set(search.genome_key)
     assert max(n for (phase, _), n in trained.items() if phase == "search") == 1
+    # the trials' own log agrees with Tune's record of this (uninterrupted) run
+    tune_reports = [r["config"].get("item", r["config"]) for r in reports(run)]
+    assert sum(n for (phase, _), n in trained.items() if phase == "search") == \
+        sum(item["phase"] == "search" for item in tune_reports)
     # the test split is read only by the final trials, never by a screening one
     assert trials[trials.phase != "final"].test_accuracy.isna().all()
     assert all("test_accuracy" not in r for r in reports(run) if r["config"].get("item", r["config"])["phase"] != "final")

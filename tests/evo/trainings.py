@@ -1,7 +1,9 @@
-"""Count the trainings a run really did, where they happen: every report a trial wrote into its
-Tune trial folder (``result.json``, one JSON line per ``tune.report``), across every experiment of
-the run (a resumed run adds ``tune-resume-N``). Rows of trials.parquet are no evidence: the
-recorder deduplicates them, so a resume that retrained everything would leave them unchanged."""
+"""Count the trainings a run really did, where they happen: the trials' own log
+(``trainings.jsonl``, one line appended and fsynced by the worker as each training ends, so a
+driver killed without warning loses none). Rows of trials.parquet are no evidence: the recorder
+deduplicates them, so a resume that retrained everything would leave them unchanged. Tune's
+``result.json`` files are no evidence for a killed driver either: the driver writes them
+buffered, and a SIGKILL drops what was not flushed."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 
 def reports(run_dir: Path) -> list[dict]:
+    """Every result Tune wrote into the run's trial folders (complete for a driver that exited)."""
     out = []
     for path in sorted(Path(run_dir).glob("*/*/result.json")):
         out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -18,15 +21,13 @@ def reports(run_dir: Path) -> list[dict]:
 
 
 def trainings(run_dir: Path) -> Counter:
-    """(phase, genome key) of every finished policy-trial training; (phase, budget, seed) of every
-    finished ADMM trial (its per-epoch reports are not counted)."""
+    """(phase, genome key) of every finished policy training; (phase, budget, seed) of every
+    finished ADMM trial."""
+    log = Path(run_dir) / "trainings.jsonl"
     counted = Counter()
-    for report in reports(run_dir):
-        config = report.get("config", {})
-        item = config.get("item", config)
-        if "run" in config:  # an ADMM trial: one final report per budget x seed
-            if report.get("phase") == "final":
-                counted[("final", config["run"]["budget"], config["run"]["seed"])] += 1
-        elif "phase" in item:
-            counted[(item["phase"], item.get("genome"))] += 1
+    for line in (log.read_text().splitlines() if log.exists() else []):
+        record = json.loads(line)
+        key = (record["phase"], record["genome"]) if record.get("genome") else \
+            (record["phase"], record["budget"], record["seed"])
+        counted[key] += 1
     return counted
