@@ -96,6 +96,7 @@ def test_other_recipe_is_not_served_from_the_cache(tmp_path):
     assert not other.cached and other.path != first.path and len(list(tmp_path.iterdir())) == 2
     assert pretrain("mlp", "digits", epochs=2, cache_dir=tmp_path, log=quiet).cached
     assert torch.load(other.path, weights_only=True)["meta"]["recipe"]["lr"] == RECIPES["mlp"].lr / 2
+    assert not torch.equal(other.state_dict["fc1.weight"], first.state_dict["fc1.weight"])  # trained by it
 
 
 def test_mlp_recipe_reaches_its_accuracy(tmp_path):
