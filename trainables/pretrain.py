@@ -1,6 +1,8 @@
 """Train the float base model once and cache its checkpoint.
 
-The cache is keyed by (model, dataset, seed, epochs, validation fraction): the base model
+The cache is keyed by (model, dataset, seed, epochs, validation fraction) and a short hash of
+the rest of the training recipe, so a checkpoint trained by another recipe (an older evo's
+3-epoch base, say) is never taken for this one. The base model
 trains on the training split of ``load_dataset(seed=seed, val_fraction=val_fraction)`` only,
 so a search that selects on that same validation split never selects on data the base model
 saw. A second call with the same key loads the file (``torch.load(weights_only=True)``,
@@ -10,9 +12,11 @@ a killed run never leaves a half-written checkpoint behind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,31 +25,54 @@ import torch
 from .data import DATASETS, load_dataset, to_tensors
 from .device import resolve_device
 from .models import MODELS, create_model
-from .train import evaluate, train_epochs
+from .train import check_pretrain_options, evaluate, train_epochs
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the file name carries the recipe's hash
 DEFAULT_VAL_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class Recipe:
+    """How to train one model from scratch: the keyword arguments of ``train.train_epochs``
+    (the field names match, so ``asdict`` feeds it directly). Validated at construction."""
+
     epochs: int
     batch_size: int
     lr: float
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    augment: bool = False  # random crop + horizontal flip (natural images only)
+    augment: bool = False  # random crop (crop_padding) + horizontal flip
+    optimizer: str = "sgd"  # one of train.OPTIMIZERS
+    warmup_fraction: float = 0.0  # > 0: one-cycle (warmup, then cosine) instead of a plain cosine
+    label_smoothing: float = 0.0
+    crop_padding: int = 4
+
+    def __post_init__(self) -> None:
+        check_pretrain_options(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                               lr=self.lr, warmup_fraction=self.warmup_fraction,
+                               label_smoothing=self.label_smoothing, crop_padding=self.crop_padding)
 
 
 # lenet5: 3 epochs at batch 128 gave 89.9% test accuracy on Fashion-MNIST (seed 0); 2 epochs at
 # batch 64 gave 89.4-89.7% (seeds 0, 1), too close to the 89% target to rely on.
 # resnet20: the usual CIFAR-10 recipe (SGD 0.1, cosine, batch 128, crop + flip), aiming at
-# >= 92% on a GPU (not run here).
+# >= 92% on a GPU; CIFAR-10 is not on the development machine, so it is kept as is, unmeasured.
+# mlp (digits, 30 epochs): val 100 / 98.6 / 99.3% for seeds 0 / 1 / 2 (the old SGD 0.05 batch 64
+# recipe: 99.3 / 97.2 / 98.6%). AdamW 0.002 with the same warmup and smoothing reached 99.3 / 97.9 /
+# 99.3% but its base compressed far worse (ADMM k-means at bops=1/400: 65% val against 86%).
 RECIPES = {
     "lenet5": Recipe(epochs=3, batch_size=128, lr=0.05),
     "resnet20": Recipe(epochs=200, batch_size=128, lr=0.1, augment=True),
-    "mlp": Recipe(epochs=30, batch_size=64, lr=0.05),
+    "mlp": Recipe(epochs=30, batch_size=32, lr=0.05, optimizer="nesterov", warmup_fraction=0.1,
+                  label_smoothing=0.1),
 }
+
+
+def recipe_key(recipe: Recipe) -> str:
+    """Eight hex digits of SHA-256 over the recipe's fields other than ``epochs`` (the file
+    name spells the epochs out, and ``--epochs`` overrides them without a new recipe)."""
+    fields = {k: v for k, v in asdict(recipe).items() if k != "epochs"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -68,12 +95,17 @@ def default_cache_dir() -> Path:
 
 
 def checkpoint_path(model_name: str, dataset_name: str, *, seed: int, epochs: int,
-                    val_fraction: float = DEFAULT_VAL_FRACTION, cache_dir=None) -> Path:
+                    val_fraction: float = DEFAULT_VAL_FRACTION, cache_dir=None,
+                    recipe: Recipe | None = None) -> Path:
+    """Where the checkpoint for this key lives; ``recipe`` defaults to the model's entry in RECIPES."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return folder / f"{model_name}-{dataset_name}-seed{seed}-epochs{epochs}-val{val_fraction:g}.pt"
+    key = recipe_key(RECIPES[model_name] if recipe is None else recipe)
+    return folder / f"{model_name}-{dataset_name}-seed{seed}-epochs{epochs}-val{val_fraction:g}-r{key}.pt"
 
 
-def _validate(model_name: str, dataset_name: str, epochs, seed, val_fraction) -> None:
+def _validate(model_name: str, dataset_name: str, epochs, seed, val_fraction, recipe) -> None:
+    if recipe is not None and not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe={recipe!r} must be a Recipe or None (the model's entry in RECIPES)")
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; valid choices: {sorted(MODELS)}")
     if dataset_name not in DATASETS:
@@ -113,15 +145,17 @@ def load_checkpoint(path: Path) -> dict:
 
 def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, seed: int = 0, data_dir=None,
              cache_dir=None, device=None, val_fraction: float = DEFAULT_VAL_FRACTION,
-             log: Callable[[str], None] = print) -> PretrainResult:
-    """Return the trained float model for (model, dataset, seed, epochs, val_fraction),
-    training it only when no cached checkpoint exists. Accuracies are measured on the
-    validation split (carved from training data with ``seed``) and on the test split."""
-    _validate(model_name, dataset_name, epochs, seed, val_fraction)
-    recipe = RECIPES[model_name]
-    epochs = recipe.epochs if epochs is None else epochs
+             recipe: Recipe | None = None, log: Callable[[str], None] = print) -> PretrainResult:
+    """Return the trained float model for (model, dataset, seed, epochs, val_fraction, recipe),
+    training it only when no cached checkpoint exists. ``recipe`` defaults to RECIPES[model_name];
+    ``epochs`` overrides its epochs. Accuracies are measured on the validation split (carved
+    from training data with ``seed``) and on the test split."""
+    _validate(model_name, dataset_name, epochs, seed, val_fraction, recipe)
+    recipe = RECIPES[model_name] if recipe is None else recipe
+    recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
+    epochs = recipe.epochs
     path = checkpoint_path(model_name, dataset_name, seed=seed, epochs=epochs, val_fraction=val_fraction,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, recipe=recipe)
     if path.is_file():
         payload = load_checkpoint(path)
         log(f"pretrain: using cached checkpoint {path}")
@@ -133,9 +167,7 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
     model = create_model(model_name, in_channels=splits.in_channels, num_classes=splits.num_classes,
                          image_shape=splits.image_shape).to(device)
     log(f"pretrain: {model_name} on {dataset_name}, {epochs} epochs, seed {seed}, device {device}")
-    train_epochs(model, splits, epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                 momentum=recipe.momentum, weight_decay=recipe.weight_decay, seed=seed,
-                 augment=recipe.augment, log=log)
+    train_epochs(model, splits, seed=seed, log=log, **asdict(recipe))
     meta = {
         "format": CHECKPOINT_FORMAT, "model_name": model_name, "dataset_name": dataset_name,
         "epochs": epochs, "seed": seed, "val_fraction": val_fraction, "recipe": asdict(recipe),

@@ -23,6 +23,7 @@ from .distill import check_distillation, distillation_loss
 from .quantize import step_size_parameters
 
 SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("sgd", "nesterov", "adamw")  # pretraining's choices; fine_tune always uses SGD
 TAIL_FRACTION = 0.1  # fine_tune reports the mean loss of its last 10% of steps
 # lr of the learned quantizer step sizes (LSQ): their gradients are already scaled by
 # 1/sqrt(N Q_p), so they need a higher lr than the weights to move within a short fine-tune.
@@ -79,9 +80,48 @@ def _optimizer_and_schedule(model: nn.Module, *, total_steps: int, lr: float, mo
     return optimizer, scheduler
 
 
-def _train_step(model, optimizer, scheduler, images, labels, loss_fn=None, index=None) -> torch.Tensor:
+def check_pretrain_options(*, epochs: int, batch_size: int, optimizer: str, lr: float, warmup_fraction: float,
+                           label_smoothing: float, crop_padding: int) -> None:
+    """Validate ``train_epochs``'s options in one place; ``pretrain.Recipe`` calls this at
+    construction so that a bad recipe fails before any data is loaded."""
+    _check_positive(epochs=epochs, batch_size=batch_size)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r}; valid choices: {list(OPTIMIZERS)}")
+    if not lr > 0:
+        raise ValueError(f"lr={lr!r} must be positive")
+    for name, value in (("warmup_fraction", warmup_fraction), ("label_smoothing", label_smoothing)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name}={value!r} must be in [0, 1)")
+    if not isinstance(crop_padding, int) or crop_padding < 0:
+        raise ValueError(f"crop_padding={crop_padding!r} must be a non-negative integer")
+
+
+def _pretrain_optimizer(model: nn.Module, *, optimizer: str, lr: float, momentum: float,
+                        weight_decay: float) -> torch.optim.Optimizer:
+    """The pretraining optimizer by name. AdamW's weight decay is decoupled (a fraction of the
+    weight per step, scaled by lr), so its useful values are ~100x SGD's L2 coefficient."""
+    if optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                           nesterov=optimizer == "nesterov")
+
+
+def _warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_fraction: float):
+    """Cosine decay over all steps, or, with a warmup, torch's one-cycle schedule: a cosine
+    ramp from lr/25 up to lr over the first ``warmup_fraction`` of the steps, then cosine
+    down to ~0. Momentum is left alone (one-cycle's momentum cycling would also move Adam's beta1)."""
+    if warmup_fraction == 0.0:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
+                                               total_steps=max(total_steps, 2), pct_start=warmup_fraction,
+                                               anneal_strategy="cos", cycle_momentum=False)
+
+
+def _train_step(model, optimizer, scheduler, images, labels, loss_fn=None, index=None,
+                label_smoothing: float = 0.0) -> torch.Tensor:
     logits = model(images)
-    loss = F.cross_entropy(logits, labels) if loss_fn is None else loss_fn(logits, labels, index)
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing) if loss_fn is None \
+        else loss_fn(logits, labels, index)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -171,14 +211,17 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
 
 def train_epochs(model: nn.Module, splits: TensorSplits, *, epochs: int, batch_size: int, lr: float,
                  momentum: float = 0.9, weight_decay: float = 5e-4, seed: int = 0, augment: bool = False,
-                 log: Callable[[str], None] = print) -> dict:
-    """Pretraining: ``epochs`` passes over the training split with a cosine schedule over all
-    steps, one progress line per epoch (train loss, validation accuracy, seconds)."""
-    _check_positive(epochs=epochs, batch_size=batch_size)
+                 optimizer: str = "sgd", warmup_fraction: float = 0.0, label_smoothing: float = 0.0,
+                 crop_padding: int = 4, log: Callable[[str], None] = print) -> dict:
+    """Pretraining: ``epochs`` passes over the training split, the learning rate following a
+    cosine over all steps (after a warmup when ``warmup_fraction`` > 0), one progress line
+    per epoch (train loss, validation accuracy, seconds). ``label_smoothing`` softens the
+    cross-entropy targets; ``augment`` crops with ``crop_padding`` and flips."""
+    check_pretrain_options(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_fraction=warmup_fraction,
+                           label_smoothing=label_smoothing, crop_padding=crop_padding)
     steps_per_epoch = math.ceil(len(splits.train_y) / batch_size)
-    optimizer, scheduler = _optimizer_and_schedule(model, total_steps=epochs * steps_per_epoch, lr=lr,
-                                                   momentum=momentum, weight_decay=weight_decay,
-                                                   schedule="cosine")
+    opt = _pretrain_optimizer(model, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = _warmup_cosine(opt, total_steps=epochs * steps_per_epoch, warmup_fraction=warmup_fraction)
     generator = torch.Generator(device=splits.train_x.device).manual_seed(seed)
     history, start = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -188,13 +231,15 @@ def train_epochs(model: nn.Module, splits: TensorSplits, *, epochs: int, batch_s
         for index in order.split(batch_size):
             images = splits.train_x[index]
             if augment:
-                images = random_crop_flip(images, generator)
-            epoch_loss += _train_step(model, optimizer, scheduler, images, splits.train_y[index])
+                images = random_crop_flip(images, generator, padding=crop_padding)
+            epoch_loss += _train_step(model, opt, scheduler, images, splits.train_y[index],
+                                      label_smoothing=label_smoothing)
         val = evaluate(model, splits.val_x, splits.val_y)
         record = {"epoch": epoch, "train_loss": epoch_loss.item() / steps_per_epoch,
-                  "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - start}
+                  "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - start}
         history.append(record)
         log(f"epoch {epoch}/{epochs}  train loss {record['train_loss']:.4f}  "
-            f"val accuracy {record['val_accuracy']:.4f}  {record['seconds']:.1f} s")
+            f"val accuracy {record['val_accuracy']:.4f}  lr {record['lr']:.3g}  {record['seconds']:.1f} s")
     return {"history": history, "val_accuracy": history[-1]["val_accuracy"],
             "seconds": time.perf_counter() - start}

@@ -1,0 +1,136 @@
+"""Rank fidelity of the search's short fine-tune: does the 80-step screen order policies the way
+the 500-step final fine-tune does, and how noisy is one screened evaluation?
+
+1. Evaluation noise: one policy (the one at the median cost) screened with --seeds fine-tune
+   seeds; the std of its validation accuracy is the noise every single, unpaired screen carries.
+2. Rank fidelity: --policies policies spread evenly over the cost axis of the budget (the
+   least-pruned uniform policies of evo's generation 0 plus repaired random genomes, as the
+   search draws them), each screened (--screen-steps) and fine-tuned in full (--final-steps)
+   from the same base with the same seed; the Spearman correlation of the two validation
+   accuracies. Only the validation split is read.
+
+Every evaluation is the search's own trial (``trainables.policy_trial.evaluate_policy``),
+in-process, without Ray.
+
+    python benchmarks/rank_fidelity.py                           # 24 policies, 5 seeds, 80 / 500 steps
+    python benchmarks/rank_fidelity.py --policies 8 --seeds 3    # a small run
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="lenet5")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--budget", default="bops=1/512")
+    p.add_argument("--target", default="bitserial")
+    p.add_argument("--policies", type=int, default=24, help="policies spread over the cost axis (>= 3)")
+    p.add_argument("--seeds", type=int, default=5, help="fine-tune seeds of the noise policy (>= 2)")
+    p.add_argument("--screen-steps", type=int, default=80, help="the search's per-trial fine-tune")
+    p.add_argument("--final-steps", type=int, default=500, help="the final phase's fine-tune")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="base model epochs (default: its recipe)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--seed", type=int, default=0, help="draws the random genomes; the rank runs' fine-tune seed")
+    args = p.parse_args(argv)
+    for name, low in (("policies", 3), ("seeds", 2), ("screen_steps", 1), ("final_steps", 1)):
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= {low}")
+    return args
+
+
+def spread_over_cost(genomes, cost_fn, count: int) -> list:
+    """``count`` genomes at evenly spaced ranks of the cost order (cheapest and dearest included)."""
+    ordered = sorted(set(genomes), key=cost_fn)
+    if len(ordered) < count:
+        raise ValueError(f"only {len(ordered)} distinct feasible genomes were drawn; ask for --policies <= that")
+    return [ordered[round(i * (len(ordered) - 1) / (count - 1))] for i in range(count)]
+
+
+def setup(args):
+    """The search's own preparation, without Ray: splits, base, specs, space, cost function, limit."""
+    from evo.cost_table import make_cost_fn
+    from evo.prepare import BASE_SEED, SPLIT_SEED
+    from evo.repair import initial_genomes
+    from evo.space import SearchSpace
+    from hardware.budget import budget_limit, parse_budget
+    from hardware.profiler import profile_model
+    from hardware.targets import load_target
+    from trainables.data import load_dataset, to_tensors
+    from trainables.models import create_model
+    from trainables.policy_trial import TrialSettings
+    from trainables.pretrain import pretrain
+
+    splits = to_tensors(load_dataset(args.dataset, seed=SPLIT_SEED), "cpu")
+    specs = profile_model(create_model(args.model, in_channels=splits.in_channels, num_classes=splits.num_classes,
+                                       image_shape=splits.image_shape), splits.image_shape)
+    budget, target = parse_budget(args.budget), load_target(args.target)
+    limit = budget_limit(budget, specs, target)
+    space = SearchSpace(layer_names=tuple(s.name for s in specs))
+    cost_fn = make_cost_fn(space, specs, target, budget.metric)
+    drawn = [g for g, _ in initial_genomes(space, cost_fn, limit, max(4 * args.policies, 100),
+                                           random.Random(args.seed))]
+    genomes = spread_over_cost(drawn, cost_fn, args.policies)
+    base = pretrain(args.model, args.dataset, epochs=args.pretrain_epochs, seed=BASE_SEED, log=print)
+    settings = dict(model=args.model, image_shape=tuple(splits.image_shape), num_classes=splits.num_classes,
+                    target=args.target, budget_metric=budget.metric, budget_limit=limit,
+                    final_steps=args.final_steps, batch_size=args.batch_size, lr=args.lr)
+
+    def make_settings(seed: int, steps: int) -> TrialSettings:
+        """The trial's settings with ``steps`` as its search-phase fine-tune: the final length is
+        run as a search-phase trial too, so that only the validation split is read."""
+        return TrialSettings(seed=seed, fine_tune_steps=steps, **settings)
+
+    return splits, base, specs, space, cost_fn, genomes, make_settings
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    from scipy.stats import spearmanr
+
+    from trainables.policy_trial import evaluate_policy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    splits, base, specs, space, cost_fn, genomes, make_settings = setup(args)
+    started = time.perf_counter()
+
+    def val_accuracy(genome, seed: int, steps: int) -> float:
+        return evaluate_policy(space.decode(genome), splits=splits, base_state=base.state_dict, specs=specs,
+                               settings=make_settings(seed, steps), final=False)["accuracy"]
+
+    print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
+          f"{cost_fn(genomes[-1]):.4g}")
+    noise_genome = genomes[len(genomes) // 2]
+    noise = [val_accuracy(noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
+    print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
+          f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
+          f"std {100 * statistics.stdev(noise):.3f} points")
+    print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")
+    screened, final = [], []
+    for genome in genomes:
+        screened.append(val_accuracy(genome, args.seed, args.screen_steps))
+        final.append(val_accuracy(genome, args.seed, args.final_steps))
+        layers = " ".join(f"{n}:s{p.sparsity:g}/w{p.weight_bits}a{p.activation_bits}"
+                          for n, p in space.decode(genome).layers)
+        print(f"{cost_fn(genome):12.4g} {screened[-1]:9.4f} {final[-1]:9.4f}  {layers}", flush=True)
+    rho = spearmanr(screened, final).statistic
+    print(f"(b) Spearman(screened at {args.screen_steps} steps, final at {args.final_steps} steps) over "
+          f"{len(genomes)} policies: {rho:.3f}; {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
