@@ -22,10 +22,14 @@ from typing import Callable
 
 import torch
 
-from .data import DATASETS, load_dataset, to_tensors
+from hardware.checks import check_int
+
+from .data import DATASETS, is_user_dataset, load_dataset, to_tensors
 from .device import resolve_device
 from .models import MODELS, create_model
 from .train import check_pretrain_options, evaluate, train_epochs
+from .user_data import dataset_source_hash
+from .user_model import build_from_reference, is_user_spec, model_source_hash
 
 CHECKPOINT_FORMAT = 2  # 2: the file name carries the recipe's hash
 DEFAULT_VAL_FRACTION = 0.1
@@ -68,6 +72,21 @@ RECIPES = {
 }
 
 
+# a user's model (no entry in RECIPES): the LeNet-5 recipe's optimizer and schedule, for longer
+USER_RECIPE = Recipe(epochs=10, batch_size=128, lr=0.002, optimizer="adamw", weight_decay=0.05,
+                     warmup_fraction=0.1, label_smoothing=0.1)
+
+
+def _cache_name(name: str, model_ref: dict | None = None) -> str:
+    """A file-name-safe cache key part: a zoo or built-in name as is; a user's model or dataset
+    as ``user-<hash of its source>`` / ``data-<hash of its file>``."""
+    if model_ref is not None and model_ref.get("kind") == "user":
+        return f"user-{model_source_hash(model_ref)}"
+    if model_ref is None and is_user_dataset(name):
+        return f"data-{dataset_source_hash(name)}"
+    return name
+
+
 def recipe_key(recipe: Recipe) -> str:
     """Eight hex digits of SHA-256 over the recipe's fields other than ``epochs`` (the file
     name spells the epochs out, and ``--epochs`` overrides them without a new recipe)."""
@@ -99,21 +118,22 @@ def checkpoint_path(model_name: str, dataset_name: str, *, seed: int, epochs: in
                     recipe: Recipe | None = None) -> Path:
     """Where the checkpoint for this key lives; ``recipe`` defaults to the model's entry in RECIPES."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = recipe_key(RECIPES[model_name] if recipe is None else recipe)
+    key = recipe_key(RECIPES.get(model_name, USER_RECIPE) if recipe is None else recipe)
     return folder / f"{model_name}-{dataset_name}-seed{seed}-epochs{epochs}-val{val_fraction:g}-r{key}.pt"
 
 
 def _validate(model_name: str, dataset_name: str, epochs, seed, val_fraction, recipe) -> None:
     if recipe is not None and not isinstance(recipe, Recipe):
         raise ValueError(f"recipe={recipe!r} must be a Recipe or None (the model's entry in RECIPES)")
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; valid choices: {sorted(MODELS)}")
-    if dataset_name not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset_name!r}; valid choices: {list(DATASETS)}")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise ValueError(f"epochs={epochs!r} must be a positive integer or None (the model's default)")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    if model_name not in MODELS and not is_user_spec(model_name):
+        raise ValueError(f"unknown model {model_name!r}; valid choices: {sorted(MODELS)}, or your own "
+                         "path/to/file.py:function or package.module:function")
+    if dataset_name not in DATASETS and not is_user_dataset(dataset_name):
+        raise ValueError(f"unknown dataset {dataset_name!r}; valid choices: {list(DATASETS)}, a .npz path or "
+                         "package.module:function")
+    if epochs is not None:
+        check_int("epochs", epochs, minimum=1)  # None: the recipe's
+    check_int("seed", seed, minimum=0)
     if not isinstance(val_fraction, float) or not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} must be a float between 0 and 1 (exclusive)")
 
@@ -145,17 +165,26 @@ def load_checkpoint(path: Path) -> dict:
 
 def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, seed: int = 0, data_dir=None,
              cache_dir=None, device=None, val_fraction: float = DEFAULT_VAL_FRACTION,
-             recipe: Recipe | None = None, log: Callable[[str], None] = print) -> PretrainResult:
+             recipe: Recipe | None = None, model_ref: dict | None = None,
+             log: Callable[[str], None] = print) -> PretrainResult:
     """Return the trained float model for (model, dataset, seed, epochs, val_fraction, recipe),
-    training it only when no cached checkpoint exists. ``recipe`` defaults to RECIPES[model_name];
-    ``epochs`` overrides its epochs. Accuracies are measured on the validation split (carved
-    from training data with ``seed``) and on the test split."""
+    training it only when no cached checkpoint exists. ``recipe`` defaults to RECIPES[model_name]
+    (USER_RECIPE for a user's model); ``epochs`` overrides its epochs. ``model_ref``
+    (trainables.user_model) builds the model, needed for a user's ``file.py:function``; a user's
+    model or dataset is keyed in the cache by a hash of its source (or data file), so editing it
+    trains anew. Accuracies are measured on the validation split (carved from training data with
+    ``seed``) and on the test split."""
     _validate(model_name, dataset_name, epochs, seed, val_fraction, recipe)
-    recipe = RECIPES[model_name] if recipe is None else recipe
+    if model_ref is None:
+        if is_user_spec(model_name):
+            raise ValueError(f"model {model_name!r}: a user model needs its reference (trainables.user_model."
+                             "resolve_model) to be pretrained")
+        model_ref = {"kind": "zoo", "name": model_name}
+    recipe = recipe or RECIPES.get(model_name, USER_RECIPE)
     recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
     epochs = recipe.epochs
-    path = checkpoint_path(model_name, dataset_name, seed=seed, epochs=epochs, val_fraction=val_fraction,
-                           cache_dir=cache_dir, recipe=recipe)
+    path = checkpoint_path(_cache_name(model_name, model_ref), _cache_name(dataset_name), seed=seed, epochs=epochs,
+                           val_fraction=val_fraction, cache_dir=cache_dir, recipe=recipe)
     if path.is_file():
         payload = load_checkpoint(path)
         log(f"pretrain: using cached checkpoint {path}")
@@ -164,8 +193,9 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
     device = resolve_device(device)
     splits = to_tensors(load_dataset(dataset_name, data_dir=data_dir, val_fraction=val_fraction, seed=seed), device)
     torch.manual_seed(seed)  # the model's initial weights
-    model = create_model(model_name, in_channels=splits.in_channels, num_classes=splits.num_classes,
-                         image_shape=splits.image_shape).to(device)
+    model = (build_from_reference(model_ref) if model_ref.get("kind") == "user" else
+             create_model(model_name, in_channels=splits.in_channels, num_classes=splits.num_classes,
+                          image_shape=splits.image_shape)).to(device)
     log(f"pretrain: {model_name} on {dataset_name}, {epochs} epochs, seed {seed}, device {device}")
     train_epochs(model, splits, seed=seed, log=log, **asdict(recipe))
     meta = {
