@@ -29,8 +29,24 @@ SPEC_FORMS = "'path/to/file.py:function' or 'package.module:function'"
 
 
 def is_user_spec(spec: str) -> bool:
-    """True for a factory spec (it holds ':'), False for a zoo name."""
-    return ":" in spec
+    """True for a factory spec (it holds ':') or a pickled factory (``.pkl``), False for a zoo name."""
+    return ":" in spec or spec.endswith(".pkl")
+
+
+def load_pickled_factory(path: str) -> Callable[[], nn.Module]:
+    """A zero-argument model factory pickled by ``evo.search`` (cloudpickle, so a model class
+    defined in the user's own script travels by value). Unpickling runs code: only files evo
+    wrote into its cache for this user are read here."""
+    import pickle
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"model {path!r}: pickled model factory not found (a worker needs the shared cache folder)")
+    with open(file, "rb") as handle:
+        factory = pickle.load(handle)
+    if not callable(factory):
+        raise ValueError(f"model {path!r}: holds a {type(factory).__name__}, not a model factory")
+    return factory
 
 
 def parse_model_args(text: str | None) -> dict:
@@ -108,7 +124,8 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
 
 def build_user_model(spec: str, model_args: dict | None = None) -> nn.Module:
     """Call the factory with ``model_args`` and check it returns a module evo can compress."""
-    factory, model_args = load_factory(spec), dict(model_args or {})
+    factory = load_pickled_factory(spec) if spec.endswith(".pkl") else load_factory(spec)
+    model_args = dict(model_args or {})
     try:
         model = factory(**model_args)
     except Exception as err:
@@ -127,7 +144,9 @@ def resolve_model(spec: str, model_args: dict | None, *, in_channels: int, num_c
     """The model a ``--model`` spec names and its picklable reference (``build_from_reference``).
 
     Zoo names get the dataset's shapes; a user factory gets only ``model_args``."""
-    if is_user_spec(spec):
+    if spec.endswith(".pkl"):
+        reference = {"kind": "user", "spec": str(Path(spec).expanduser().resolve()), "model_args": {}}
+    elif is_user_spec(spec):
         reference = {"kind": "user", "spec": absolute_spec(spec), "model_args": dict(model_args or {})}
     else:
         if model_args:
@@ -152,6 +171,8 @@ def model_source_hash(reference: dict) -> str:
     a cache (the pretrained checkpoint) goes stale when the user edits the model."""
     if reference.get("kind") == "zoo":
         source, arguments = inspect.getsourcefile(create_model), reference
+    elif reference["spec"].endswith(".pkl"):
+        source, arguments = reference["spec"], {}
     else:
         source, arguments = inspect.getsourcefile(load_factory(reference["spec"])), reference["model_args"]
     digest = hashlib.sha256(Path(source).read_bytes())

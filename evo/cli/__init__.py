@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evo.cli import baseline, compare, pretrain, profile, search
+from evo.cli import baseline, compare, export, pretrain, profile, search
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (pretrain, profile, search, baseline, compare)
+COMMANDS = (pretrain, profile, search, baseline, compare, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,21 +122,27 @@ def run_metadata(method: str, prep) -> dict:
             "layers": [s.to_dict() for s in prep.specs]}
 
 
-def make_trainable(prep):
-    """The policy trial with the run's settings; the search and the baselines train alike."""
-    from evo.tune.tuner import policy_trainable
-    from hardware.specs import specs_to_json
+def trial_settings(prep):
+    """The policy trial's settings for a run: every trial of every method trains alike."""
     from trainables.policy_trial import TrialSettings
 
     cfg = prep.cfg
-    settings = TrialSettings(
+    return TrialSettings(
         model_ref=prep.model_ref, target=cfg.target, budget_metric=prep.budget.metric, budget_limit=prep.limit,
         fine_tune_steps=cfg.fine_tune_steps, final_steps=cfg.final_steps, batch_size=cfg.batch_size, lr=cfg.lr,
         seed=cfg.seed, scale_lr=cfg.scale_lr, distill_temperature=cfg.distill_temperature,
         distill_weight=cfg.distill_weight, models_dir=str(cfg.run_dir / "models"),
         trainings_log=str(cfg.run_dir / TRAININGS_LOG))
+
+
+def make_trainable(prep):
+    """The policy trial with the run's settings and its inputs in the object store."""
+    from evo.tune.tuner import policy_trainable
+    from hardware.specs import specs_to_json
+
+    cfg = prep.cfg
     return policy_trainable(data=prep.splits, base_state=prep.base_state, specs_json=specs_to_json(prep.specs),
-                            settings=settings, cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial,
+                            settings=trial_settings(prep), cpus=cfg.cpus_per_trial, gpus=cfg.gpus_per_trial,
                             teacher_logits=teacher_logits(prep) if cfg.distill_weight > 0 else None)
 
 

@@ -1,0 +1,102 @@
+"""A model of the user's (examples/tiny_cnn.py, not in the zoo) on data from an .npz the test writes:
+a channel-structured search through real Ray, an unstructured one exported to packed weights and
+ONNX checked in onnxruntime, and the Python API on a model class defined here with arrays."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from cli_runner import run_evo
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = dict(population=4, generations=1, fine_tune_steps=20, final_steps=40, final_top=1, batch_size=64,
+             weight_bit_choices=[4, 8], activation_bit_choices=[4, 8], pretrain_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "fashion-small.npz"
+    subprocess.run([sys.executable, str(ROOT / "examples" / "make_npz.py"), str(path), "--train", "3000",
+                    "--test", "1000"], check=True, cwd=ROOT, capture_output=True)
+    return path
+
+
+def search(tmp_path, npz, name, **settings):
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({**SMALL, **settings}))
+    result = run_evo(["search", "--model", f"{ROOT}/examples/tiny_cnn.py:build", "--model-args", '{"width": 8}',
+                      "--dataset", str(npz), "--config", str(config), "--storage", str(tmp_path / "runs"),
+                      "--name", name], cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return tmp_path / "runs" / name, result
+
+
+def test_channel_search_of_a_user_model_keeps_traced_ties(tmp_path, npz):
+    run, _ = search(tmp_path, npz, "channel", structure="channel", budget="bops=1/16")
+    trials = pd.read_parquet(run / "trials.parquet")
+    ok = trials[trials.status == "ok"]
+    assert len(ok) >= 4 and (ok.violation == 0).all()
+    for policy in map(json.loads, ok.policy):
+        layers = policy["layers"]  # the residual add ties block.project to the stem (traced, no table)
+        assert layers["block.project"]["keep_ratio"] == layers["stem"]["keep_ratio"]
+    assert "classifier" not in {name for name, layer in json.loads(ok.policy.iloc[0])["layers"].items()
+                                if layer["keep_ratio"] < 1}  # the classes are never pruned
+    final = pd.read_parquet(run / "pareto.parquet")
+    assert final.test_accuracy.max() > 0.5  # Fashion-MNIST, 10 classes: chance 0.10
+
+
+def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, npz):
+    run, _ = search(tmp_path, npz, "unstructured", budget="bops=1/16")
+    assert list((run / "models").glob("*.pt")), "the final trials saved no model"
+    result = run_evo(["export", str(run), "--out", str(tmp_path / "export")], cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["model.evo.pt", "model.onnx", "policy.yaml",
+                                                                        "report.md"]
+    out = result.stdout
+    assert "reproduces the fake-quantized outputs exactly on the test split: yes" in out
+    ratio = float(out.split("priced honest size ")[1].split(": ")[1].split("x")[0])
+    assert 0.95 <= ratio <= 1.08, out  # packed payload against the priced honest size
+    agreement = float(out.split("top-1 agreement ")[1].split("%")[0])
+    assert agreement >= 99.9, out
+    # the exported model is the final trial's: its test accuracy is the one the run recorded
+    final = pd.read_parquet(run / "pareto.parquet")
+    torch_accuracy = float(out.split(" (onnxruntime) vs ")[1].split("%")[0]) / 100
+    assert torch_accuracy == pytest.approx(final.loc[final.accuracy.idxmax(), "test_accuracy"], abs=1e-9)
+    # bad input: a row that does not exist, an --out that is not empty: exit 2, nothing written
+    for args, needle in ((["--policy", "99"], "has rows 0.."), ([], "not an empty folder")):
+        bad = run_evo(["export", str(run), "--out", str(tmp_path / "export"), *args], cwd=tmp_path, timeout=120)
+        assert bad.returncode == 2 and needle in bad.stderr, bad.stderr
+
+
+def test_python_api_on_a_model_class_and_arrays(tmp_path, npz):
+    import torch
+    from torch import nn
+
+    import evo
+
+    class Net(nn.Module):  # the caller's own class, defined here: evo pickles it by value for the workers
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 6, 5, stride=2)
+            self.fc = nn.Linear(6 * 12 * 12, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+    arrays = dict(np.load(npz))
+    table = evo.profile(Net(), (1, 28, 28))
+    assert table["totals"]["macs"] == 6 * 25 * 12 * 12 + 6 * 144 * 10
+    result = evo.search(Net, arrays, budget="bops=1/16", storage=str(tmp_path / "runs"), name="api",
+                        log=lambda *_: None, **SMALL)
+    assert result.run_dir == tmp_path / "runs" / "api" and result.best is not None
+    assert result.best["accuracy"] == max(r["accuracy"] for r in result.front if r["status"] == "ok")
+    assert set(result.best_policy.names) == {"conv", "fc"} and result.best["test_accuracy"] > 0.5
