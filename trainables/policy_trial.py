@@ -111,6 +111,10 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
     return metrics
 
 
+def _is_plain(value) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
 def final_model_path(models_dir: str, genome_key: str) -> str:
     """Where a final trial saves its compressed model (the run folder's ``models/``)."""
     return os.path.join(models_dir, genome_key.replace("|", "_") + ".pt")
@@ -151,14 +155,17 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
             if final and settings.models_dir and config.get("genome") else None
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                   final=final, teacher_logits=teacher_logits, save_to=save_to)
-        log_training(settings.trainings_log, {
-            "phase": config.get("phase"), "genome": config.get("genome"), "label": config.get("label"),
-            "steps": metrics["steps"], "samples": metrics["steps"] * settings.batch_size,
-            "seconds": metrics["compute_seconds"], "node_id": report["node_id"]})
         report.update(metrics)
         bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
         report["failed"] = 1 if bad else 0
         report["error"] = f"non-finite {', '.join(bad)}" if bad else ""
+        # the whole result, durable before Tune carries it to the driver: a driver killed in
+        # between loses nothing (evo.runs.resume.unlogged_trainings tells it on --resume)
+        log_training(settings.trainings_log, {
+            "phase": config.get("phase"), "genome": config.get("genome"), "label": config.get("label"),
+            "generation": config.get("generation"), "steps": metrics["steps"],
+            "samples": metrics["steps"] * settings.batch_size, "seconds": metrics["compute_seconds"],
+            "node_id": report["node_id"], "result": {k: v for k, v in report.items() if _is_plain(v)}})
     except Exception as err:  # the policy's evaluation failed: record it, let the search go on
         report.update(failed=1, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-2000:],
                       accuracy=float("nan"))

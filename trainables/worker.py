@@ -42,6 +42,7 @@ def log_training(path: str | None, record: dict) -> None:
     import json
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    # NaN and inf are written as JSON's NaN / Infinity (Python's json reads them back)
     line = (json.dumps({**record, "pid": os.getpid(), "time": time.time()}, sort_keys=True) + "\n").encode()
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from evo.core.genome import genome_key
+from evo.core.genome import genome_from_key, genome_key
+from evo.core.trial import outcome
 from evo.core.initial import least_pruned_uniforms
 from evo.methods.screening import PolicyMethod
 from evo.runs.pipeline import Screened, Session, run_policy_grid
@@ -30,9 +31,9 @@ class Evolve(PolicyMethod):
         return format_final_table(finals, session.prep, versus_uniform=True)
 
     def _search(self, session: Session):
-        from evo.core.population import Population
+        from evo.core.population import Candidate, Population
         from evo.runs.recorder import FanOut, SearchRecorder
-        from evo.runs.resume import load_saved
+        from evo.runs.resume import load_saved, unlogged_trainings
         from evo.tune.cluster import describe_slots
         from evo.tune.metrics import MetricsListener
         from evo.tune.searcher import EvoSearcher
@@ -40,7 +41,7 @@ class Evolve(PolicyMethod):
 
         prep, cfg, run_dir, log = session.prep, session.prep.cfg, session.run_dir, session.log
         loaded = load_saved(run_dir) if session.resume else None
-        saved = None
+        saved, lost = None, []
         if loaded is None:
             population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
                                     population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
@@ -48,8 +49,12 @@ class Evolve(PolicyMethod):
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
             population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
-            population.replay([(entry["genome"], math.nan if entry["accuracy"] is None else entry["accuracy"],
-                                prep.cost_fn(tuple(entry["genome"])), entry["failed"]) for entry in logged])
+            told = {tuple(r["genome"]) for r in population.history} | {tuple(e["genome"]) for e in logged}
+            lost = unlogged_trainings(run_dir, told)  # finished, but the killed driver never heard
+            results = [(entry["genome"], entry["accuracy"], entry["failed"]) for entry in logged]
+            results += [(genome_from_key(r["genome"]), *_accuracy_and_failed(r["result"])) for r in lost]
+            population.replay([(genome, math.nan if accuracy is None else accuracy, prep.cost_fn(tuple(genome)),
+                                failed) for genome, accuracy, failed in results])
         recorder = SearchRecorder(run_dir, context=session.context, decode=prep.space.decode, log=log)
         metrics = MetricsListener.start(cfg.name)  # the Ray dashboard's view of the search
         searcher = EvoSearcher(population, decode=prep.space.decode, cost_fn=prep.cost_fn,
@@ -58,12 +63,16 @@ class Evolve(PolicyMethod):
         experiment = "tune"
         if saved is not None:
             recorder.restore_counts(saved.get("recorder", {}))
+            for record in lost:  # their rows, as the live driver would have written them
+                candidate = Candidate(genome_from_key(record["genome"]), record.get("generation") or 0, False, -1)
+                recorder.on_evaluated(record["result"].get("trial_id", ""), candidate, record["result"],
+                                      outcome(record["result"], False))
             recorder.catch_up(searcher.population.generation_stats)
             metrics.restore(trials_finished=recorder.trials_total, trials_failed=recorder.failed_total,
                             generation_stats=searcher.population.generation_stats)
             experiment = f"tune-resume-{len(list(run_dir.glob('tune-resume-*'))) + 1}"
-            log(f"resuming: {recorder.trials_total} trials already evaluated, "
-                f"{len(searcher.population.generation_stats)} generations closed")
+            log(f"resuming: {recorder.trials_total} trials already evaluated ({len(lost)} of them taken from the "
+                f"trials' own log), {len(searcher.population.generation_stats)} generations closed")
         recorder.save_state()  # the state --resume starts from (after a resume: with the log folded in)
         log(f"search: population {cfg.population}, {cfg.generations} generations, "
             f"{describe_slots(session.slots, session.resources, cfg.cpus_per_trial, cfg.gpus_per_trial)}, "
@@ -76,6 +85,11 @@ class Evolve(PolicyMethod):
                                f"(run folder {run_dir})")
         recorder.save_state()
         return searcher.population
+
+
+def _accuracy_and_failed(result: dict) -> tuple[float | None, bool]:
+    read = outcome(result, False)
+    return (None if read.failed else read.accuracy), read.failed
 
 
 def best_uniform(session: Session, population) -> tuple | None:

@@ -18,9 +18,9 @@ from evo.core.genome import genome_key
 from evo.core.trial import RunContext, outcome, trial_config, trial_row
 from evo.runs.parquet import PartWriter, compact, write_yaml_atomic
 from evo.runs.folder import versions
+from evo.runs.resume import TRAININGS_LOG  # one line per finished training, written by the trials
 from evo.runs.schema import GENERATION_SCHEMA, TRIAL_SCHEMA
 
-TRAININGS_LOG = "trainings.jsonl"  # one line per finished training, written by the trials themselves
 TABLES = {"trials.parquet": TRIAL_SCHEMA, "generations.parquet": GENERATION_SCHEMA, "pareto.parquet": TRIAL_SCHEMA}
 
 

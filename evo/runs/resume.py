@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evo.core.genome import genome_from_key
 from evo.runs.recorder import LOG_FILE, STATE_FILE
+
+TRAININGS_LOG = "trainings.jsonl"  # written by the trials (trainables.worker.log_training)
 
 
 def load_saved(run_dir: Path) -> tuple[dict, list[dict]] | None:
@@ -38,3 +41,26 @@ def load_saved(run_dir: Path) -> tuple[dict, list[dict]] | None:
     if entries:
         state["recorder"] = entries[-1]["recorder"]
     return state, entries
+
+
+def unlogged_trainings(run_dir: Path, told: set[tuple[int, ...]]) -> list[dict]:
+    """Search trainings that finished (the trials' own ``trainings.jsonl``) but whose result never
+    reached the driver's log: a driver killed between a trial's end and Tune delivering its
+    result. In the order they finished, one per genome; a torn last line (a kill mid-write) is
+    dropped. ``--resume`` tells them instead of training them again."""
+    path = Path(run_dir) / TRAININGS_LOG
+    lines = path.read_text().splitlines() if path.exists() else []
+    found: dict[tuple[int, ...], dict] = {}
+    for number, text in enumerate(lines, start=1):
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not JSON; the run cannot be resumed from it") from None
+        if record.get("phase") != "search" or not record.get("genome") or "result" not in record:
+            continue
+        genome = genome_from_key(record["genome"])
+        if genome not in told and genome not in found:
+            found[genome] = record
+    return list(found.values())

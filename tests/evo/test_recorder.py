@@ -90,3 +90,20 @@ def test_generations_closed_before_a_kill_get_their_rows_on_resume(tmp_path):
     assert sorted(generations) == list(range(4))
     state, entries = load_saved(tmp_path)
     assert state["population"]["finished"] and entries == [] and not (tmp_path / LOG_FILE).read_text()
+
+
+def test_unlogged_trainings_are_the_finished_search_results_the_driver_never_logged(tmp_path):
+    from evo.runs.resume import unlogged_trainings
+
+    lines = [{"phase": "search", "genome": "1.0.0|0.1.1", "generation": 0, "result": {"accuracy": 0.5}},
+             {"phase": "search", "genome": "2.0.0|0.1.1", "generation": 0, "result": {"accuracy": 0.6}},
+             {"phase": "final", "genome": "3.0.0|0.1.1", "result": {"accuracy": 0.7}},  # not a search result
+             {"phase": "search", "genome": "2.0.0|0.1.1", "generation": 0, "result": {"accuracy": 0.6}}]  # again
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"phase": "search", "genome": "4.0'  # torn
+    (tmp_path / "trainings.jsonl").write_text(text)
+    lost = unlogged_trainings(tmp_path, told={(1, 0, 0, 0, 1, 1)})
+    assert [record["genome"] for record in lost] == ["2.0.0|0.1.1"]
+    (tmp_path / "trainings.jsonl").write_text("not json\n" + text)
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        unlogged_trainings(tmp_path, told=set())
+    assert unlogged_trainings(tmp_path / "nowhere", told=set()) == []
