@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 SEARCH = dict(model="mlp", dataset="digits", budget="bops=1/256", target="bitserial", population=4, generations=2,
-              fine_tune_steps=100, final_steps=20, batch_size=64, lr=0.05, seed=0,
+              fine_tune_steps=300, final_steps=20, batch_size=64, lr=0.05, seed=0,
               weight_bit_choices=[2, 4], activation_bit_choices=[2, 4])
 
 
