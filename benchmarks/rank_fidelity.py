@@ -60,21 +60,22 @@ def spread_over_cost(genomes, cost_fn, count: int) -> list:
 
 def setup(args):
     """The search's own preparation, without Ray: splits, base, specs, space, cost function, limit."""
-    from evo.cost_table import make_cost_fn
-    from evo.prepare import BASE_SEED, SPLIT_SEED
-    from evo.repair import initial_genomes
-    from evo.space import SearchSpace
+    from evo.core.cost_table import make_cost_fn
+    from evo.core.initial import initial_genomes
+    from evo.core.space import SearchSpace
+    from evo.runs.prepare import BASE_SEED, SPLIT_SEED
     from hardware.budget import budget_limit, parse_budget
     from hardware.profiler import profile_model
     from hardware.targets import load_target
     from trainables.data import load_dataset, to_tensors
-    from trainables.models import create_model
     from trainables.policy_trial import TrialSettings
     from trainables.pretrain import pretrain
+    from trainables.user_model import resolve_model
 
     splits = to_tensors(load_dataset(args.dataset, seed=SPLIT_SEED), "cpu")
-    specs = profile_model(create_model(args.model, in_channels=splits.in_channels, num_classes=splits.num_classes,
-                                       image_shape=splits.image_shape), splits.image_shape)
+    model, model_ref = resolve_model(args.model, None, in_channels=splits.in_channels, num_classes=splits.num_classes,
+                                     image_shape=splits.image_shape)
+    specs = profile_model(model, splits.image_shape)
     budget, target = parse_budget(args.budget), load_target(args.target)
     limit = budget_limit(budget, specs, target)
     space = SearchSpace(layer_names=tuple(s.name for s in specs))
@@ -83,8 +84,7 @@ def setup(args):
                                            random.Random(args.seed))]
     genomes = spread_over_cost(drawn, cost_fn, args.policies)
     base = pretrain(args.model, args.dataset, epochs=args.pretrain_epochs, seed=BASE_SEED, log=print)
-    settings = dict(model=args.model, image_shape=tuple(splits.image_shape), num_classes=splits.num_classes,
-                    target=args.target, budget_metric=budget.metric, budget_limit=limit,
+    settings = dict(model_ref=model_ref, target=args.target, budget_metric=budget.metric, budget_limit=limit,
                     final_steps=args.final_steps, batch_size=args.batch_size, lr=args.lr)
 
     def make_settings(seed: int, steps: int) -> TrialSettings:
