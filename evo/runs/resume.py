@@ -26,18 +26,7 @@ def load_saved(run_dir: Path) -> tuple[dict, list[dict]] | None:
     if state["population"].get("finished"):
         return state, []
     generation = state["population"]["generation"]
-    lines = (run_dir / LOG_FILE).read_text().splitlines() if (run_dir / LOG_FILE).exists() else []
-    entries = []
-    for number, text in enumerate(lines, start=1):
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise ValueError(f"{run_dir / LOG_FILE}: line {number} is not JSON; the run cannot be resumed "
-                             "from it") from None
-        if entry["generation"] >= generation:
-            entries.append(entry)
+    entries = [entry for entry in read_json_lines(run_dir / LOG_FILE) if entry["generation"] >= generation]
     if entries:
         state["recorder"] = entries[-1]["recorder"]
     return state, entries
@@ -48,19 +37,26 @@ def unlogged_trainings(run_dir: Path, told: set[tuple[int, ...]]) -> list[dict]:
     reached the driver's log: a driver killed between a trial's end and Tune delivering its
     result. In the order they finished, one per genome; a torn last line (a kill mid-write) is
     dropped. ``--resume`` tells them instead of training them again."""
-    path = Path(run_dir) / TRAININGS_LOG
-    lines = path.read_text().splitlines() if path.exists() else []
     found: dict[tuple[int, ...], dict] = {}
-    for number, text in enumerate(lines, start=1):
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}: line {number} is not JSON; the run cannot be resumed from it") from None
+    for record in read_json_lines(Path(run_dir) / TRAININGS_LOG):
         if record.get("phase") != "search" or not record.get("genome") or "result" not in record:
             continue
         genome = genome_from_key(record["genome"])
         if genome not in told and genome not in found:
             found[genome] = record
     return list(found.values())
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The records of an append-only JSON-lines log ([] if there is none); a torn last line (a
+    kill mid-write) is dropped, any other bad line is an error."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = []
+    for number, text in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(text))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not JSON; the run cannot be resumed from it") from None
+    return records
