@@ -79,9 +79,10 @@ RECIPES = {
 }
 
 
-# a user's model (no entry in RECIPES): the LeNet-5 recipe's optimizer and schedule, for longer
-USER_RECIPE = Recipe(epochs=10, batch_size=128, lr=0.002, optimizer="adamw", weight_decay=0.05,
-                     warmup_fraction=0.1, label_smoothing=0.1)
+# a user's model (no entry in RECIPES): LeNet-5's recipe, longer. SGD, not AdamW: an AdamW base
+# measured far worse under the search's SGD fine-tune (LeNet-5: 62.8 % against 83.8 % mean
+# validation accuracy over 4 policies at bops=1/512; the MLP under ADMM: 65 % against 86 %).
+USER_RECIPE = Recipe(epochs=10, batch_size=128, lr=0.05)
 
 
 def _cache_name(name: str, model_ref: dict | None = None) -> str:
