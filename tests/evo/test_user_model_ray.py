@@ -75,9 +75,11 @@ def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, npz):
     torch_accuracy = float(out.split(" (onnxruntime) vs ")[1].split("%")[0]) / 100
     assert torch_accuracy == pytest.approx(final.loc[final.accuracy.idxmax(), "test_accuracy"], abs=1e-9)
     # bad input: a row that does not exist, an --out that is not empty: exit 2, nothing written
-    for args, needle in ((["--policy", "99"], "has rows 0.."), ([], "not an empty folder")):
-        bad = run_evo(["export", str(run), "--out", str(tmp_path / "export"), *args], cwd=tmp_path, timeout=120)
+    for out, args, needle in (("new", ["--policy", "99"], "has rows 0.."), ("export", [], "not an empty folder"),
+                              ("new", ["--policy", "missing.yaml"], "neither a row number")):
+        bad = run_evo(["export", str(run), "--out", str(tmp_path / out), *args], cwd=tmp_path, timeout=120)
         assert bad.returncode == 2 and needle in bad.stderr, bad.stderr
+        assert not (tmp_path / "new").exists()
 
 
 def test_python_api_on_a_model_class_and_arrays(tmp_path, npz):
