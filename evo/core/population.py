@@ -19,6 +19,10 @@ once, when the previous generation closes, so ``ask()`` only pops a queue.
 ``state()`` is plain JSON data (non-finite floats as strings) and ``from_state`` resumes
 exactly: the genomes that were asked but not told are handed out again, with the same ask
 ids, and everything told stays told.
+
+(Longer than the ~250-line guide: one class whose ask/tell, generation close, breeding and
+state round trip share one set of invariants over its private queues; split across modules,
+each half would reach into the other's private state.)
 """
 
 from __future__ import annotations

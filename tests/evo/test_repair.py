@@ -122,3 +122,37 @@ def test_check_reachable_names_the_cheapest_cost():
     check_reachable(TINY, TINY_COST, 88)
     with pytest.raises(ValueError, match=r"budget unreachable: limit=87 .* costs 88"):
         check_reachable(TINY, TINY_COST, 87)
+
+
+def _lenet_specs():
+    from hardware.specs import LayerSpec
+
+    return [LayerSpec("conv1", "conv", 1, 20, kernel=(5, 5), input_hw=(28, 28), output_hw=(24, 24), has_bias=True),
+            LayerSpec("conv2", "conv", 20, 50, kernel=(5, 5), input_hw=(12, 12), output_hw=(8, 8), has_bias=True,
+                      producer="conv1"),
+            LayerSpec("fc1", "linear", 800, 500, has_bias=True, producer="conv2", input_channel_multiplier=16),
+            LayerSpec("fc2", "linear", 500, 10, has_bias=True, producer="fc1", prunable_outputs=False)]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), metric=st.sampled_from(["size_bits_honest", "energy_pj", "latency_s", "bops"]),
+       structure=st.sampled_from(["unstructured", "channel"]), target=st.sampled_from(["bitserial", "bitfusion"]),
+       fraction=st.floats(0.02, 1.0))
+def test_repair_with_the_real_cost_functions_never_exceeds_the_budget(seed, metric, structure, target, fraction):
+    """The honest size, energy and latency are not monotone in pruning (a bitmask index appears at
+    the first pruning step), so repair is checked with them, not only with additive costs."""
+    from evo.core.cost_table import make_cost_fn
+    from hardware.targets import load_target
+
+    specs = _lenet_specs()
+    space = SearchSpace(tuple(s.name for s in specs), structure=structure)
+    cost = make_cost_fn(space, specs, load_target(target), metric)
+    genome = space.random_genome(random.Random(seed))
+    limit = fraction * cost(genome)
+    fixed = repair(genome, space, cost, limit)
+    if fixed is None:
+        assert cost(cheapest_genome(space)) > limit
+    else:
+        assert cost(fixed) <= limit
+        if cost(genome) <= limit:
+            assert fixed == genome

@@ -1,0 +1,74 @@
+"""Bad input to the command line exits 2 with a message naming the value, before Ray starts and
+before anything is written: run-folder guards, non-finite numbers, unknown names, missing or bad
+config files, a --name with a slash."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from evo.cli import main
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return tmp_path / "runs"
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--gpus-per-trial", "nan"], "gpus_per_trial=nan must be a finite number"),
+    (["--cpus-per-trial", "inf"], "cpus_per_trial=inf must be a finite number"),
+    (["--population", "3"], "population=3 must be an integer >= 4"),
+    (["--name", "a/b"], "name='a/b' must be a plain folder name"),
+    (["--model", "vgg19"], "unknown model 'vgg19'"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--model", "nowhere.py:build"], "does not exist"),
+    (["--dataset", "missing.npz"], "missing.npz"),
+    (["--weights", "missing.pt"], "weights='missing.pt': no such file"),
+    (["--model-args", "{bad json"], "is not valid JSON"),
+    (["--config", "no-such.yaml"], "config file not found: no-such.yaml"),
+    (["--budget", "bops=nan"], "bops=nan"),
+])
+def test_bad_search_input_exits_2_and_writes_nothing(flags, needle, storage, capsys, monkeypatch, tmp_path):
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["search", "--preset", "smoke", "--storage", str(storage), *flags], capsys)
+    assert code == 2 and needle in err, err
+    assert not storage.exists() and not ray.is_initialized()
+
+
+def test_unknown_yaml_keys_name_them(tmp_path, storage, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"populaton": 8}))
+    code, err = run_cli(["search", "--config", str(config), "--storage", str(storage)], capsys)
+    assert code == 2 and "unknown settings ['populaton']" in err and not storage.exists()
+
+
+def test_run_folder_guards(tmp_path, storage, capsys):
+    from evo.runs.config import resolve_config
+
+    folder = storage / "smoke"
+    folder.mkdir(parents=True)
+    cfg = resolve_config("smoke", None, {"storage": str(storage)})
+    (folder / "run.yaml").write_text(yaml.safe_dump({"config": cfg.to_dict()}))
+    before = sorted(p.name for p in folder.iterdir())
+    code, err = run_cli(["search", "--preset", "smoke", "--storage", str(storage)], capsys)
+    assert code == 2 and "already holds a run" in err and "--resume" in err
+    code, err = run_cli(["search", "--preset", "smoke", "--storage", str(storage), "--resume",
+                         "--population", "12"], capsys)
+    assert code == 2 and "the config differs" in err and "population: 8 -> 12" in err
+    code, err = run_cli(["search", "--preset", "smoke", "--storage", str(storage), "--name", "other", "--resume"],
+                        capsys)
+    assert code == 2 and "no run to resume" in err
+    assert sorted(p.name for p in folder.iterdir()) == before and not (storage / "other").exists()
+
+
+def test_export_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    code, err = run_cli(["export", str(tmp_path), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "is not a run folder" in err and not (tmp_path / "out").exists()

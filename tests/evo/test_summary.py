@@ -1,0 +1,38 @@
+"""The final table's last line compares the evolved and the uniform policy each chosen by
+validation accuracy; the test split only reports them."""
+
+import json
+from types import SimpleNamespace
+
+from evo.runs.summary import format_final_table
+
+POLICY = json.dumps({"structure": "unstructured", "layers": {"fc": {"sparsity": 0.5, "keep_ratio": 1.0,
+                                                                   "weight_bits": 4, "activation_bits": 4}}})
+
+
+def row(label, val, test):
+    return {"label": label, "status": "ok", "accuracy": val, "test_accuracy": test, "bops_vs_fp32": 100.0,
+            "bops_vs_int8": 6.0, "cost": 1.0, "limit": 2.0, "size_bits": 8192, "energy_pj": 1e6, "latency_s": 1e-6,
+            "policy": POLICY}
+
+
+PREP = SimpleNamespace(budget=SimpleNamespace(metric="bops"), cfg=SimpleNamespace(final_steps=500),
+                       base_test_accuracy=0.9)
+
+
+def test_the_gap_line_chooses_by_validation_not_test():
+    rows = [row("pareto", 0.88, 0.80), row("pareto", 0.85, 0.95), row("best uniform", 0.86, 0.84)]
+    last = format_final_table(rows, PREP, versus_uniform=True).splitlines()[-1]
+    # the evolved policy with the best VALIDATION accuracy (test 0.80), not the best test one (0.95)
+    assert last.endswith("-4.00 points of test accuracy"), last
+
+
+def test_a_policy_both_on_the_front_and_best_uniform_is_compared_with_itself():
+    rows = [row("pareto, best uniform", 0.9, 0.88), row("pareto", 0.85, 0.86)]
+    last = format_final_table(rows, PREP, versus_uniform=True).splitlines()[-1]
+    assert "+0.00 points" in last and "the same policy" in last
+
+
+def test_baselines_print_no_comparison_line():
+    table = format_final_table([row("pareto", 0.9, 0.88)], PREP)
+    assert "best evolved" not in table and "no uniform" not in table
