@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from evo.cli.args import add_data_args
+from evo.cli.args import add_data_args, model_args_of
 
 COLUMNS = (
     ("name", "layer", "<14", str),
@@ -26,7 +26,7 @@ COLUMNS = (
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("profile", help="per-layer shapes and costs of a model, float or under a policy")
-    add_data_args(p, required=True)
+    add_data_args(p, required=True, weights=False)
     p.add_argument("--policy", help="policy file (YAML or JSON) to price")
     p.add_argument("--target", default=None, help="hardware target name or YAML path")
     p.add_argument("--json", action="store_true", help="print one JSON object with 'layers' and 'totals'")
@@ -39,13 +39,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from hardware.profiler import profile_model
     from hardware.targets import DEFAULT_TARGET, load_target
     from trainables.data import dataset_info
-    from trainables.models import create_model
+    from trainables.user_model import resolve_model
 
     target = load_target(args.target or DEFAULT_TARGET)
     info = dataset_info(args.dataset)
     policy_arg = Policy.load(args.policy) if args.policy else None
-    model = create_model(args.model, in_channels=info["in_channels"], num_classes=info["num_classes"],
-                         image_shape=info["image_shape"])
+    model, _ = resolve_model(args.model, model_args_of(args), **info)
     specs = profile_model(model, info["image_shape"])
     policy = policy_arg or Policy.float([s.name for s in specs])
     policy.check_matches([s.name for s in specs])
