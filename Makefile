@@ -36,7 +36,9 @@ $(BIN)/evo: pyproject.toml | system-packages
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[dev,dashboard]'
+	# compat: the checkout goes on sys.path, so a folder named "evo" in the working directory (a run
+	# called evo, holding Tune's "tune" folder) cannot shadow the package evo.tune
+	$(BIN)/python -m pip install -q -e '.[dev,dashboard]' --config-settings editable_mode=compat
 	touch $(BIN)/evo
 
 run: setup

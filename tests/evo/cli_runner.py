@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-EVO = [sys.executable, "-m", "evo.cli"]
+# The `evo` console script, as a user runs it. Not `python -m evo.cli`: that puts the working folder
+# first on sys.path, where a run folder named "evo" (holding Tune's "tune" folder) would shadow the
+# package evo.tune for an editable install.
+EVO = [str(Path(sys.executable).with_name("evo"))]
 
 
 def run_evo(args, cwd, timeout=420, env=None):
