@@ -33,9 +33,6 @@ def test_smoke_search_end_to_end(uninterrupted):
     # one progress line per generation, then the final table
     assert sum(line.startswith("gen ") for line in out.splitlines()) == 3, out
     assert "best uniform" in out and "test acc" in out
-    # a clean console: evo's lines and Ray's warnings, no traceback (a reused actor's shutdown once
-    # printed "Exception ignored ... SystemExit")
-    assert "Traceback" not in out + result.stderr and "Exception ignored" not in out + result.stderr
 
     config = yaml.safe_load((run / "run.yaml").read_text())
     assert config["config"]["dataset"] == "digits" and config["versions"]["ray"]
