@@ -3,7 +3,7 @@ it for the Ray workers), the data are arrays; then the chosen policy is exported
 
     python examples/api_search.py [data.npz]     # default: a Fashion-MNIST subset (examples/make_npz.py)
 
-About 5 minutes on 2 CPU cores.
+A few minutes on 2 CPU cores (needs the npz first: python examples/make_npz.py examples/fashion-small.npz).
 """
 
 import sys
