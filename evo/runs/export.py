@@ -79,44 +79,41 @@ def export_run(run_dir, *, out, policy: str | None = None, log: Callable = print
     check_out(out)
     cfg = SearchConfig.from_mapping(run.meta["config"], where=f"{run.path}/run.yaml").replace(address=None)
     chosen, genome_key, row = choose_policy(run.path, policy, [layer["name"] for layer in run.meta["layers"]])
+    from trainables.data import to_tensors
+
     prep = prepare(cfg, resume=True, log=log)  # the run's data, split, base model (cached) and specs
-    model = compressed_model(prep, chosen, genome_key, log=log)
-    return write_exports(prep, model, chosen, out, row=row, log=log)
+    tensors = to_tensors(prep.splits)  # once, for the calibration batch and the test-split checks
+    model = compressed_model(prep, chosen, genome_key, tensors, log=log)
+    return write_exports(prep, model, chosen, out, tensors, row=row, log=log)
 
 
-def compressed_model(prep, policy, genome_key: str | None, *, log: Callable):
-    """The final trial's fine-tuned model (models/<genome>.pt), or for a policy file the base model
-    compressed and fine-tuned here the way a final trial does."""
+def compressed_model(prep, policy, genome_key: str | None, tensors, *, log: Callable):
+    """The final trial's fine-tuned model (models/<genome>.pt) loaded into the base model compressed
+    as a trial does (``tuned_model`` with no steps), or for a policy file the same compressed model
+    fine-tuned here the way a final trial is."""
     import torch
 
     from evo.runs.pipeline import trial_settings
-    from trainables.compress import apply_policy
-    from trainables.data import to_tensors
-    from trainables.policy_trial import CALIBRATION_SIZE, final_model_path, tuned_model
-    from trainables.user_model import build_from_reference
+    from trainables.policy_trial import final_model_path, tuned_model
 
     settings = trial_settings(prep)
     saved = final_model_path(settings.models_dir, genome_key) if genome_key else None
-    if saved and Path(saved).is_file():
-        model = build_from_reference(prep.model_ref)
-        model.load_state_dict(prep.base_state)
-        apply_policy(model, policy, prep.specs, torch.from_numpy(prep.splits.train_x[:CALIBRATION_SIZE]))
+    found = bool(saved) and Path(saved).is_file()
+    if not found:
+        log(f"export: fine-tuning the policy {settings.final_steps} steps (no saved final model for it)")
+    model, _ = tuned_model(policy, splits=tensors, base_state=prep.base_state, specs=prep.specs, settings=settings,
+                           steps=0 if found else settings.final_steps)
+    if found:
         model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
         log(f"export: the final trial's model {saved}")
-        return model.eval()
-    log(f"export: fine-tuning the policy {settings.final_steps} steps (no saved final model for it)")
-    model, _ = tuned_model(policy, splits=to_tensors(prep.splits), base_state=prep.base_state, specs=prep.specs,
-                           settings=settings, steps=settings.final_steps)
     return model.eval()
 
 
-def write_exports(prep, model, policy, out: Path, *, row: dict | None, log: Callable) -> dict:
+def write_exports(prep, model, policy, out: Path, tensors, *, row: dict | None, log: Callable) -> dict:
     import torch
 
-    from trainables.data import to_tensors
     from trainables.export import check_onnx, export_onnx, load_compressed, save_compressed, write_report
 
-    tensors = to_tensors(prep.splits)
     saved = save_compressed(model, policy, prep.specs, out / "model.evo.pt", model_ref=prep.model_ref)
     with torch.no_grad():
         exact = bool(torch.equal(load_compressed(saved["path"])(tensors.test_x), model(tensors.test_x)))
