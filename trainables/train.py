@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hardware.checks import check_int, check_number, check_positive
+
 from .data import TensorSplits
 from .distill import check_distillation, distillation_loss
 from .quantize import step_size_parameters
@@ -64,11 +66,10 @@ def _optimizer_and_schedule(model: nn.Module, *, total_steps: int, lr: float, mo
     get their own group at that lr and without weight decay (decay would shrink the grids)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; valid choices: {list(SCHEDULES)}")
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} must be positive")
+    check_positive("lr", lr)
     scales = step_size_parameters(model) if scale_lr is not None else []
-    if scales and not (isinstance(scale_lr, (int, float)) and math.isfinite(scale_lr) and scale_lr >= 0):
-        raise ValueError(f"scale_lr={scale_lr!r} must be a finite number >= 0 (0 freezes the quantizer scales)")
+    if scales:
+        check_number("scale_lr", scale_lr, minimum=0.0)  # 0 freezes the quantizer scales
     scale_ids = {id(p) for p in scales}
     groups = [{"params": [p for p in model.parameters() if id(p) not in scale_ids]}]
     if scales:
@@ -87,13 +88,10 @@ def check_pretrain_options(*, epochs: int, batch_size: int, optimizer: str, lr: 
     _check_positive(epochs=epochs, batch_size=batch_size)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r}; valid choices: {list(OPTIMIZERS)}")
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} must be positive")
+    check_positive("lr", lr)
     for name, value in (("warmup_fraction", warmup_fraction), ("label_smoothing", label_smoothing)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name}={value!r} must be in [0, 1)")
-    if not isinstance(crop_padding, int) or crop_padding < 0:
-        raise ValueError(f"crop_padding={crop_padding!r} must be a non-negative integer")
+        check_number(name, value, minimum=0.0, below=1.0)
+    check_int("crop_padding", crop_padding, minimum=0)
 
 
 def _pretrain_optimizer(model: nn.Module, *, optimizer: str, lr: float, momentum: float,
