@@ -22,7 +22,9 @@ from hardware.cost import total_costs
 from hardware.specs import LayerSpec
 
 from .knapsack import ADMMSettings
-from .worker import free_accelerator_memory, log_training, worker_tensors
+from .worker import free_accelerator_memory, log_training, quiet_sigterm, worker_tensors
+
+quiet_sigterm()  # Ray loads this module in the trial actor's main thread: SIGTERM ends it without a traceback
 
 COST_KEYS = ("bops", "bops_dense", "bops_vs_fp32", "bops_vs_int8", "size_bits", "size_bits_honest", "size_vs_fp32",
              "energy_pj", "latency_s", "nnz")

@@ -23,7 +23,9 @@ from hardware.cost import total_costs
 from hardware.policy import Policy
 from hardware.specs import LayerSpec
 from hardware.targets import load_target
-from trainables.worker import free_accelerator_memory, log_training, worker_tensors
+from trainables.worker import free_accelerator_memory, log_training, quiet_sigterm, worker_tensors
+
+quiet_sigterm()  # Ray loads this module in the trial actor's main thread: SIGTERM ends it without a traceback
 
 CALIBRATION_SIZE = 512  # the fixed calibration batch: the first training images
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
 
 # Tensors made from the object-store arrays, kept per worker process so a reused actor
@@ -50,3 +53,29 @@ def log_training(path: str | None, record: dict) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def quiet_sigterm() -> None:
+    """In a Ray worker's main thread, make SIGTERM end the process the way the signal asks, without
+    a traceback. Ray's own handler raises SystemExit wherever the main thread happens to be; when
+    that is a finalizer or weakref callback (a tensor freed while Tune stops a reused trial actor),
+    Python swallows it, prints "Exception ignored ... SystemExit: 1" to the run's console and the
+    worker lives on until it is killed. Called at import of the trainables, which Ray loads in the
+    main thread when it creates the trial actor; a no-op anywhere else (the driver, a plain
+    script, another thread)."""
+    worker = sys.modules.get("ray._private.worker")
+    if worker is None or threading.current_thread() is not threading.main_thread():
+        return
+    if worker.global_worker.mode != worker.WORKER_MODE:
+        return
+    signal.signal(signal.SIGTERM, _end_by_sigterm)
+
+
+def _end_by_sigterm(signum, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed stream: nothing left to keep
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
