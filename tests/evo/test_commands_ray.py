@@ -73,7 +73,8 @@ def test_every_trained_row_is_within_the_budget(tmp_path, cache, budget):
     from hardware.specs import LayerSpec
     from hardware.targets import load_target
 
-    cfg = SearchConfig(**SMALL, budget=budget, storage=str(tmp_path / "runs"), name="b")
+    # two generations: offspring are made, so repair has work (generation 0 alone is the uniform sweep)
+    cfg = SearchConfig(**{**SMALL, "generations": 2}, budget=budget, storage=str(tmp_path / "runs"), name="b")
     outcome = run_method("evo", cfg, log=lambda *_: None)
     run = yaml.safe_load((outcome.run_dir / "run.yaml").read_text())
     specs = [LayerSpec.from_dict(layer) for layer in run["layers"]]
