@@ -6,8 +6,10 @@ Two sizes are reported because papers count differently:
   compression papers: kept weights at their bit-width, nothing else.
 * *honest* = comparable + what a deployed model must also store:
   the sparse index of unstructured sparsity (``sparse_index_bits``), one 32-bit scale per
-  kept output channel when weights are quantized, 32-bit biases, and 2 x 32 bits per kept
-  BatchNorm channel (scale and shift once running statistics are folded in).
+  kept output channel when weights are quantized, and 32-bit biases. A BatchNorm right
+  after the layer is folded into it on export: its per-channel factor merges into the
+  weight scale (or the float weights), its shift into the bias, so it adds one 32-bit bias
+  per kept channel to a layer that had none, and nothing to one that had.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .policy import FLOAT_BITS
 if TYPE_CHECKING:
     from .cost import EffectiveLayer
 
-PARAMETER_BITS = 32  # scales, biases and BatchNorm parameters stay at float width
+PARAMETER_BITS = 32  # scales and biases (a folded BatchNorm's too) stay at float width
 
 
 def sparse_index_bits(slots: int, nnz: int) -> int:
@@ -48,13 +50,14 @@ def comparable_size_bits(layer: "EffectiveLayer") -> int:
 
 
 def honest_size_bits(layer: "EffectiveLayer") -> int:
-    """Comparable size plus sparse index, per-channel scales, biases and BatchNorm parameters."""
+    """Comparable size plus sparse index, per-channel scales and biases (a folded BatchNorm's shift)."""
     bits = comparable_size_bits(layer) + sparse_index_bits(layer.dense_weights, layer.nnz)
     if layer.weight_bits < FLOAT_BITS:
         bits += PARAMETER_BITS * layer.kept_out_channels
     if layer.has_bias:
         bits += PARAMETER_BITS * layer.kept_out_channels
-    bits += 2 * PARAMETER_BITS * layer.kept_norm_channels
+    else:  # a folded BatchNorm's shift becomes the bias
+        bits += PARAMETER_BITS * layer.kept_norm_channels
     return bits
 
 

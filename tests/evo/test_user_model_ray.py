@@ -62,12 +62,13 @@ def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, npz):
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["model.evo.pt", "model.onnx", "policy.yaml",
                                                                         "report.md"]
     out = result.stdout
-    assert "reproduces the fake-quantized outputs exactly on the test split: yes" in out
+    # the BatchNorms fold into their convs: float rounding may move an activation across a rounding
+    # boundary of the next quantizer (one step), never the predictions on more than 0.1 %
+    reload = out.split("evo.load_compressed on the test split: outputs ")[1].split("\n")[0]
+    assert float(reload.split("top-1 agreement ")[1].split("%")[0]) >= 99.9, out
     ratio = float(out.split("priced honest size ")[1].split(": ")[1].split("x")[0])
-    # packed payload against the priced honest size: this 2 KB model's four BatchNorms are stored
-    # with four float tensors per channel where the honest size counts the two left after folding
-    # (about +0.2 of the honest size here; LeNet-5, without BatchNorm, exports at 1.05)
-    assert 1.0 <= ratio <= 1.35, out
+    # packed payload against the priced honest size (each folded BatchNorm priced as one bias per channel)
+    assert 1.0 <= ratio <= 1.05, out
     agreement = float(out.split("top-1 agreement ")[1].split("%")[0])
     assert agreement >= 99.9, out
     # the exported model is the final trial's: its test accuracy is the one the run recorded

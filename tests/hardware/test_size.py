@@ -1,5 +1,7 @@
 """Model size (comparable and honest) and memory traffic, computed by hand."""
 
+from dataclasses import replace
+
 import pytest
 
 from hardware.cost import effective_layers, layer_costs, total_costs
@@ -51,8 +53,12 @@ def test_channel_size_counts_batchnorm(residual_specs):
                             structure="channel")
     stem = effective_layers(residual_specs, policy)[0]
     # stem keeps 8 of 16 outputs: nnz 8*3*9 = 216 -> 864 bits; no index (channels removed);
-    # scales 32*8 = 256; no bias; BatchNorm scale+shift 2*32*8 = 512 -> 1,632
-    assert honest_size_bits(stem) == 864 + 256 + 512 == 1_632
+    # scales 32*8 = 256; no bias of its own: the folded BatchNorm's factor merges into the scales
+    # and its shift becomes a bias, 32*8 = 256 -> 1,376
+    assert honest_size_bits(stem) == 864 + 256 + 256 == 1_376
+    with_bias = effective_layers([replace(residual_specs[0], has_bias=True)], Policy.uniform(
+        [residual_specs[0].name], keep_ratio=0.5, weight_bits=4, activation_bits=4, structure="channel"))[0]
+    assert honest_size_bits(with_bias) == 1_376  # the shift adds to the bias it already has: nothing more
 
 
 def test_traffic_bits(lenet_specs, mixed_policy):

@@ -127,18 +127,36 @@ def test_a_loaded_model_saves_and_reloads_to_the_same_outputs(trained_lenet, tmp
     assert check_onnx(exported["path"], model, x, y)["agreement"] >= 0.999
 
 
-def test_batchnorm_statistics_travel_as_float_tensors(tmp_path):
+@pytest.mark.parametrize("weight_bits", [4, 32])
+def test_batchnorm_folds_into_its_conv_and_the_size_is_the_priced_one(tmp_path, weight_bits):
     torch.manual_seed(0)
     ref = {"kind": "zoo", "name": "resnet20", "in_channels": 3, "num_classes": 10, "image_shape": [3, 8, 8]}
     model = build_from_reference(ref)
-    x = torch.randn(16, 3, 8, 8)
+    x = torch.randn(64, 3, 8, 8)
     model.train()(x)  # running statistics move away from their defaults
+    with torch.no_grad():  # and the affine parameters too, one factor negative
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.weight[0] = -0.7
+                module.bias.uniform_(-0.2, 0.2)
     specs = profile_model(model, (3, 8, 8))
-    policy = Policy.uniform([s.name for s in specs], weight_bits=4, activation_bits=6, sparsity=0.7)
+    policy = Policy.uniform([s.name for s in specs], weight_bits=weight_bits, activation_bits=6, sparsity=0.7)
     apply_policy(model.eval(), policy, specs, x)
     saved = save_compressed(model, policy, specs, tmp_path / "resnet.evo.pt", model_ref=ref)
+    payload = torch.load(saved["path"], weights_only=True)
+    assert len(payload["folded_norms"]) == 21 == len(specs) - 1  # every conv's norm; the classifier has none
+    assert not any(".bn" in name or "shortcut.1" in name for name in payload["float_tensors"])
+    assert 1.0 <= saved["payload_vs_honest"] <= 1.05
+    loaded = load_compressed(saved["path"])
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
     with torch.no_grad():
-        assert torch.equal(load_compressed(saved["path"])(x), model(x))
+        # folding reorders float arithmetic; the next layer's input quantizer absorbs the rounding
+        ours, theirs = loaded(x), model(x)
+    assert torch.allclose(ours, theirs, atol=1e-5) and torch.equal(ours.argmax(1), theirs.argmax(1))
+    exported = export_onnx(loaded, policy, specs, tmp_path / "m.onnx", x[:2])
+    assert "BatchNormalization" not in exported["ops"]
+    assert check_onnx(exported["path"], model, x, torch.zeros(len(x), dtype=torch.long))["agreement"] >= 0.999
 
 
 def test_save_rejects_an_unknown_model_reference(trained_lenet, tmp_path):
@@ -197,6 +215,31 @@ def test_channel_pruned_onnx_has_the_smaller_shapes(trained_lenet, zoo, tmp_path
     assert {name: shape[:2] for name, shape in shapes.items()} == priced
     checked = check_onnx(result["path"], model, x, torch.zeros(len(x), dtype=torch.long))
     assert checked["agreement"] >= 0.999
+
+
+def test_channel_pruned_convs_with_batchnorm_export_with_the_norms_folded(tmp_path):
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    ref = {"kind": "user", "spec": f"{Path(__file__).with_name('user_factories.py')}:conv_bn_chain", "model_args": {"width": 32}}
+    model, x = build_from_reference(ref), torch.randn(128, 1, 6, 6)
+    model.train()(x)
+    specs = profile_model(model, (1, 6, 6))
+    policy = Policy.uniform([s.name for s in specs], weight_bits=4, activation_bits=4, keep_ratio=0.5,
+                            structure="channel")
+    apply_policy(model.eval(), policy, specs, x)
+    saved = save_compressed(model, policy, specs, tmp_path / "m.evo.pt", model_ref=ref)
+    assert torch.load(saved["path"], weights_only=True)["folded_norms"] == {"0": "1", "3": "4"}
+    assert 1.0 <= saved["payload_vs_honest"] <= 1.05  # the norms count one bias each, as priced
+    with torch.no_grad():
+        ours, theirs = load_compressed(saved["path"])(x), model(x)
+    assert torch.allclose(ours, theirs, atol=1e-5) and torch.equal(ours.argmax(1), theirs.argmax(1))
+    result = export_onnx(model, policy, specs, tmp_path / "m.onnx", x[:2])
+    _, _, initializers = _weight_quantizers(result["path"])
+    assert [initializers[f"{name}.parametrizations.weight.original"][:2] for name in ("0", "3", "8")] == \
+        [[16, 1], [32, 16], [3, 32]]  # half the channels of each conv gone, and the columns that read them
+    assert "BatchNormalization" not in result["ops"]
+    assert check_onnx(result["path"], model, x, torch.zeros(len(x), dtype=torch.long))["agreement"] >= 0.999
 
 
 def test_channel_export_of_residual_tie_groups_is_refused(tmp_path):

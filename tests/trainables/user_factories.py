@@ -12,6 +12,15 @@ def tiny_convnet(width: int = 2, classes: int = 3) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, classes))
 
 
+def conv_bn_chain(width: int = 8) -> nn.Module:
+    """Two conv + BN + ReLU stages (the first conv without a bias, the second with one), global
+    average pool, linear classifier, for 1 x 6 x 6 inputs: no residual, so channel pruning
+    exports with both norms folded."""
+    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                         nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 3))
+
+
 def failing_factory(**kwargs) -> nn.Module:
     raise RuntimeError("out of widgets")
 

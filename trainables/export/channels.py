@@ -4,13 +4,14 @@ A channel policy zeroes whole output channels (rows); the consumer's columns tha
 them see exact zeros, so the export drops both. The columns follow the specs' wiring
 (``hardware.specs``): the producer's kept channels, each feeding
 ``input_channel_multiplier`` consecutive inputs (a flattened C x H x W feature map is
-channel-major). Residual tie groups, grouped convs and BatchNorms after pruned layers
-would need the add, the groups or the norm sliced as well: not supported.
+channel-major). A BatchNorm reading a pruned layer is folded into it first
+(``fold``); residual tie groups, grouped convs and norms that cannot fold would need the
+add, the groups or the norm sliced as well: not supported.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import torch
 
@@ -18,8 +19,10 @@ from hardware.policy import Policy
 from hardware.specs import LayerSpec
 
 
-def check_channel_export(specs: Sequence[LayerSpec], policy: Policy, rows: Mapping[str, torch.Tensor]) -> None:
-    """ValueError naming the layer when a channel-pruned model is outside what slicing supports."""
+def check_channel_export(specs: Sequence[LayerSpec], policy: Policy, rows: Mapping[str, torch.Tensor],
+                         unfolded: Collection[str] = ()) -> None:
+    """ValueError naming the layer when a channel-pruned model is outside what slicing supports
+    (``unfolded``: the layers read by a BatchNorm that could not be folded into them)."""
     if policy.structure != "channel":
         return
     for spec in specs:
@@ -30,9 +33,10 @@ def check_channel_export(specs: Sequence[LayerSpec], policy: Policy, rows: Mappi
         if spec.groups != 1 and (pruned or (spec.producer and not bool(rows[spec.producer].all()))):
             raise ValueError(f"layer {spec.name!r} is a grouped conv (groups={spec.groups}): channel-pruned "
                              "export supports groups=1 only")
-        if spec.norm_channels and pruned:
-            raise ValueError(f"layer {spec.name!r} is followed by a BatchNorm: channel-pruned export does not "
-                             "slice norms; fold the BatchNorm into the layer first")
+        if spec.name in unfolded and pruned:
+            raise ValueError(f"layer {spec.name!r} is read by a BatchNorm that cannot be folded into it (the layer "
+                             "runs twice, or its output has other readers): channel-pruned export does not slice "
+                             "norms; export structure='unstructured'")
 
 
 def kept_columns(spec: LayerSpec, rows: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -44,9 +48,10 @@ def kept_columns(spec: LayerSpec, rows: Mapping[str, torch.Tensor]) -> torch.Ten
     return (channels[:, None] * multiplier + torch.arange(multiplier)).reshape(-1)
 
 
-def channel_slices(specs: Sequence[LayerSpec], policy: Policy, rows: Mapping[str, torch.Tensor]) -> dict:
+def channel_slices(specs: Sequence[LayerSpec], policy: Policy, rows: Mapping[str, torch.Tensor],
+                   unfolded: Collection[str] = ()) -> dict:
     """Name -> (row indices or None, column indices or None); all None for unstructured."""
-    check_channel_export(specs, policy, rows)
+    check_channel_export(specs, policy, rows, unfolded)
     if policy.structure != "channel":
         return {spec.name: (None, None) for spec in specs}
     return {

@@ -1,7 +1,8 @@
 """``model.evo.pt``: a compressed model as packed integers, and its exact reconstruction.
 
-``save_compressed`` writes one record per compressed layer (``records``) plus the float
-tensors of everything else (BatchNorm statistics, uncompressed modules), the policy, the
+``save_compressed`` writes one record per compressed layer (``records``, each BatchNorm that
+reads only its layer folded in: ``fold``) plus the float tensors of everything else
+(norms that cannot fold, uncompressed modules), the policy, the
 specs and a model reference (``trainables.user_model``: a zoo name with its shapes, or the
 user's ``file.py:function`` with its arguments) from which ``load_compressed`` rebuilds the
 architecture. Only plain tensors, ints, strs, lists and
@@ -10,8 +11,12 @@ dicts are saved, so ``torch.load(weights_only=True)`` reads the file.
 The payload (the bytes of the saved tensors) is what the priced honest size
 (``hardware.size.honest_size_bits``) counts, up to: each packed array's last byte, the
 input quantizers' scale and zero point, the kept-channel bitmask of a channel-pruned layer,
-relative-index fillers, and BatchNorm's four tensors per channel where the honest size
-counts the two left after folding. The pickle container adds keys and headers on top.
+relative-index fillers, and the four tensors per channel of a norm that cannot fold. The
+pickle container adds keys and headers on top.
+
+Folding changes the arithmetic (f * (W z) + t becomes (f W) z + t'), so a loaded model's
+outputs equal the fake-quantized model's up to float rounding, not bit for bit, where a
+norm was folded; elsewhere they are equal exactly.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ..models import MODELS
 from ..user_model import build_from_reference
 from ..quantize import ChannelMask, InputQuantizer, WeightTransform
 from .channels import channel_slices, kept_columns
+from .fold import fold_norms, replace_with_identity
 from .grid import WeightGrid, layer_grid
 from .records import decode_layer, decode_rows, encode_layer
 
@@ -60,11 +66,14 @@ def save_compressed(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec]
     policy.check_matches([spec.name for spec in specs])
     layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
     grids = {name: layer_grid(layer) for name, layer in layers.items()}
-    slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()})
-    records = {name: encode_layer(layers[name], grids[name], *slices[name], name) for name in layers}
-    float_tensors = _float_tensors(model, set(layers))
+    shipped = fold_norms(model, grids, layers)
+    slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()}, shipped.unfolded)
+    records = {name: encode_layer(layers[name], shipped.grids[name], shipped.biases[name], *slices[name], name)
+               for name in layers}
+    float_tensors = _float_tensors(model, set(layers), set(shipped.folded.values()))
     payload = {"format": FILE_FORMAT, "model_ref": model_ref, "policy": policy.to_dict(),
-               "specs": [spec.to_dict() for spec in specs], "layers": records, "float_tensors": float_tensors}
+               "specs": [spec.to_dict() for spec in specs], "layers": records, "float_tensors": float_tensors,
+               "folded_norms": shipped.folded}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
@@ -85,12 +94,13 @@ def tensor_bytes(tree) -> int:
     return 0
 
 
-def _float_tensors(model: nn.Module, compressed: set[str]) -> dict[str, torch.Tensor]:
+def _float_tensors(model: nn.Module, compressed: set[str], folded: set[str]) -> dict[str, torch.Tensor]:
     """State-dict-named effective tensors of everything but the compressed layers' weight and
-    bias (parametrized tensors are read through their parametrization, e.g. a masked BN)."""
+    bias and the ``folded`` norms (parametrized tensors are read through their
+    parametrization, e.g. a masked BN)."""
     tensors: dict[str, torch.Tensor] = {}
     for prefix, module in model.named_modules():
-        if isinstance(module, _NOT_SAVED_AS_FLOAT):
+        if isinstance(module, _NOT_SAVED_AS_FLOAT) or any(prefix == n or prefix.startswith(n + ".") for n in folded):
             continue
         names = [name for name, _ in module.named_parameters(recurse=False)]
         names += [name for name, buffer in module.named_buffers(recurse=False) if buffer is not None]
@@ -125,6 +135,7 @@ def read_compressed(path) -> CompressedFile:
     model_ref, specs = payload["model_ref"], [LayerSpec.from_dict(data) for data in payload["specs"]]
     _check_model_ref(model_ref)
     model = build_from_reference(model_ref)
+    replace_with_identity(model, payload["folded_norms"].values())  # their maps are in the layers' records
     _load_float_tensors(model, payload["float_tensors"], [spec.name for spec in specs], path)
     records = payload["layers"]
     rows = {name: decode_rows(record) for name, record in records.items()}

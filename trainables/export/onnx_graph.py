@@ -3,6 +3,8 @@
 The graph comes from ``torch.onnx.export`` (TorchScript path, ``dynamo=False``, opset 13)
 of an *export copy* of the model in which
 
+* each BatchNorm that reads only one layer's output is folded into that layer (``fold``:
+  the weight scales times the norm's per-channel factor, its shift in the bias);
 * channel-pruned layers are physically smaller (``channels``: kept rows, and consumers'
   columns sliced by the specs' producer/multiplier wiring);
 * each quantized weight is a parametrization calling
@@ -34,6 +36,7 @@ from hardware.specs import LayerSpec
 
 from ..compress import compressible_layer, strip_compression
 from .channels import channel_slices
+from .fold import fold_norms, replace_with_identity
 from .grid import LayerGrid, layer_grid
 
 ONNX_OPSET = 13
@@ -76,11 +79,11 @@ def _quantize_input(layer: nn.Module, args: tuple) -> tuple:
     return (layer.input_fake_quant(args[0]), *args[1:])
 
 
-def _sliced_layer(layer: nn.Module, grid: LayerGrid, rows, cols) -> nn.Module:
-    """A plain Conv2d/Linear holding only the kept rows and columns of the effective weight."""
+def _sliced_layer(layer: nn.Module, grid: LayerGrid, bias: torch.Tensor | None, rows, cols) -> nn.Module:
+    """A plain Conv2d/Linear holding only the kept rows and columns of the effective weight
+    (``grid`` and ``bias`` as they ship: a BatchNorm folded in)."""
     weight = grid.weight if rows is None else grid.weight[rows]
     weight = weight if cols is None else weight[:, cols]
-    bias = None if layer.bias is None else layer.bias.detach().cpu()
     bias = bias if bias is None or rows is None else bias[rows]
     if isinstance(layer, nn.Conv2d):
         new = nn.Conv2d(weight.shape[1] * layer.groups, weight.shape[0], layer.kernel_size, layer.stride,
@@ -114,12 +117,14 @@ def export_model(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec]) -
     policy.check_matches([spec.name for spec in specs])
     layers = {spec.name: compressible_layer(model, spec.name) for spec in specs}
     grids = {name: layer_grid(layer) for name, layer in layers.items()}
-    slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()})
+    shipped = fold_norms(model, grids, layers)
+    slices = channel_slices(specs, policy, {name: grid.kept_rows() for name, grid in grids.items()}, shipped.unfolded)
     inputs = {name: layer.input_quantizer.quant_params() for name, layer in layers.items()
               if getattr(layer, "input_quantizer", None) is not None}
     copied = strip_compression(_detached_copy(model).cpu().eval())
+    replace_with_identity(copied, shipped.folded.values())
     for name, layer in layers.items():
-        new = _sliced_layer(layer, grids[name], *slices[name])
+        new = _sliced_layer(layer, shipped.grids[name], shipped.biases[name], *slices[name])
         if name in inputs:
             new.input_fake_quant = _InputFakeQuant(*inputs[name])
             new.register_forward_pre_hook(_quantize_input)

@@ -3,7 +3,8 @@
 A record keeps what the priced honest size counts and what the model needs to be rebuilt
 exactly: the kept weights as packed integer codes (float32 values for 32-bit weights),
 their sparse index (unstructured) or the kept output channels as a bitmask (channel), the
-kept channels' float32 scales and biases, and the input quantizer's state. Everything is
+kept channels' float32 scales and biases (a folded BatchNorm's scale and shift merged into
+them: ``fold``), and the input quantizer's state. Everything is
 a torch tensor, int or str, so ``torch.load(weights_only=True)`` reads it.
 """
 
@@ -31,9 +32,10 @@ def _block(tensor: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor |
     return tensor if cols is None else tensor[:, cols]
 
 
-def encode_layer(layer: nn.Module, grid: LayerGrid, rows: torch.Tensor | None, cols: torch.Tensor | None,
-                 name: str) -> dict:
-    """The record of one layer; ``rows``/``cols`` are the kept channel indices (None: all)."""
+def encode_layer(layer: nn.Module, grid: LayerGrid, bias: torch.Tensor | None, rows: torch.Tensor | None,
+                 cols: torch.Tensor | None, name: str) -> dict:
+    """The record of one layer with ``grid`` and ``bias`` as it ships (a BatchNorm folded in:
+    ``fold``); ``rows``/``cols`` are the kept channel indices (None: all)."""
     kept = _block(grid.kept(), rows, cols)
     record: dict = {"shape": list(grid.weight.shape), "weight_bits": grid.weight_bits,
                     "rows": None if rows is None else _uint8(np.packbits(grid.kept_rows().numpy())),
@@ -50,7 +52,7 @@ def encode_layer(layer: nn.Module, grid: LayerGrid, rows: torch.Tensor | None, c
                       scales=(grid.scales if rows is None else grid.scales[rows]).float().contiguous())
     if grid.mask is not None:
         record["mask_per_channel"] = grid.mask.numel() == grid.weight.shape[0]
-    record["bias"] = None if layer.bias is None else _rows(layer.bias.detach().cpu(), rows).float().contiguous()
+    record["bias"] = None if bias is None else _rows(bias, rows).float().contiguous()
     quantizer = getattr(layer, "input_quantizer", None)
     record["input_quantizer"] = None if quantizer is None else {
         "activation_bits": quantizer.activation_bits,
@@ -96,6 +98,8 @@ def decode_layer(record: dict, layer: nn.Module, cols: torch.Tensor | None, name
     with torch.no_grad():
         layer.weight.copy_(weight)
         if record["bias"] is not None:
+            if layer.bias is None:  # a folded BatchNorm's shift, on a layer built without a bias
+                layer.bias = nn.Parameter(torch.zeros(shape[0]))
             layer.bias.zero_()
             layer.bias[rows] = record["bias"]
     layer.weight_grid = WeightGrid(record["weight_bits"], record.get("quant_min", 0), record.get("quant_max", 0),
