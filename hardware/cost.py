@@ -65,10 +65,6 @@ def kept_channels(channels: int, keep_ratio: float) -> int:
     return max(1, round(keep_ratio * channels))
 
 
-def _is_depthwise(spec: LayerSpec) -> bool:
-    return spec.groups > 1 and spec.groups == spec.in_channels == spec.out_channels
-
-
 def _kept_in_channels(spec: LayerSpec, kept_out: dict[str, int]) -> int:
     if spec.producer is None:
         return spec.in_channels
@@ -90,7 +86,7 @@ def _kept_out_channels(specs: Sequence[LayerSpec], policy: Policy) -> dict[str, 
         leader = leaders[spec.name]
         if leader in frozen_leaders:
             kept[spec.name] = spec.out_channels
-        elif _is_depthwise(spec):
+        elif spec.is_depthwise:
             kept[spec.name] = _kept_in_channels(spec, kept)
         else:
             kept[spec.name] = kept_channels(spec.out_channels, policy[leader].keep_ratio)
@@ -108,7 +104,7 @@ def _effective_layer(spec: LayerSpec, policy: Policy, kept_out: dict[str, int] |
     else:
         out_channels, in_channels = kept_out[spec.name], _kept_in_channels(spec, kept_out)
         # Depthwise: one input per group. Other grouped convs lose inputs evenly per group.
-        in_per_group = 1 if _is_depthwise(spec) else max(1, round(in_channels / spec.groups))
+        in_per_group = 1 if spec.is_depthwise else max(1, round(in_channels / spec.groups))
         nnz = dense_weights = out_channels * in_per_group * kh * kw
     positions = spec.output_positions
     return EffectiveLayer(

@@ -70,6 +70,12 @@ class LayerSpec:
         return self.out_channels * (self.in_channels // self.groups) * kh * kw
 
     @property
+    def is_depthwise(self) -> bool:
+        """One input channel per output channel (groups == in == out > 1): its outputs follow
+        its producer's kept channels under channel pruning."""
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
+    @property
     def output_positions(self) -> int:
         """Output pixels computed per inference, over all ``calls``."""
         return self.calls * self.output_hw[0] * self.output_hw[1]

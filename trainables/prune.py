@@ -48,10 +48,6 @@ def channel_mask_from_norms(norms: torch.Tensor, keep_ratio: float) -> torch.Ten
     return mask
 
 
-def _is_depthwise(spec: LayerSpec) -> bool:
-    return spec.groups > 1 and spec.groups == spec.in_channels == spec.out_channels
-
-
 def channel_masks(
     layers: Mapping[str, nn.Module], policy: Policy, specs: Sequence[LayerSpec]
 ) -> dict[str, torch.Tensor]:
@@ -69,7 +65,7 @@ def channel_masks(
     for spec in specs:  # model order, so a depthwise conv's producer is decided before it
         if spec.name in masks:
             continue
-        if _is_depthwise(spec) and spec.producer is not None:
+        if spec.is_depthwise and spec.producer is not None:
             masks[spec.name] = masks[spec.producer]
             continue
         group = members[leaders[spec.name]]

@@ -242,13 +242,61 @@ def test_channel_pruned_convs_with_batchnorm_export_with_the_norms_folded(tmp_pa
     assert check_onnx(result["path"], model, x, torch.zeros(len(x), dtype=torch.long))["agreement"] >= 0.999
 
 
-def test_channel_export_of_residual_tie_groups_is_refused(tmp_path):
-    model = create_model("resnet20", in_channels=3, num_classes=10, image_shape=(3, 8, 8))
-    specs = profile_model(model, (3, 8, 8))
+class _InvertedResidualNet(torch.nn.Module):
+    """stem + BN, then a MobileNetV2 block (pointwise expand, depthwise 3x3, pointwise project, each
+    with BN, added to the block's input), a head conv and a classifier; 1 x 8 x 8 inputs."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem, self.stem_bn = nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.expand, self.expand_bn = nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16)
+        self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+        self.depthwise_bn = nn.BatchNorm2d(16)
+        self.project, self.project_bn = nn.Conv2d(16, 8, 1, bias=False), nn.BatchNorm2d(8)
+        self.head, self.classifier = nn.Conv2d(8, 12, 3, stride=2, padding=1), nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        out = torch.relu(self.expand_bn(self.expand(x)))
+        out = torch.relu(self.depthwise_bn(self.depthwise(out)))
+        x = x + self.project_bn(self.project(out))
+        return self.classifier(torch.relu(self.head(x)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("net", ["resnet20", "inverted_residual"])
+def test_channel_pruned_residual_and_depthwise_models_export_smaller(net, tmp_path):
+    torch.manual_seed(0)
+    if net == "resnet20":
+        model, shape = create_model("resnet20", in_channels=3, num_classes=10, image_shape=(3, 8, 8)), (3, 8, 8)
+    else:
+        model, shape = _InvertedResidualNet(), (1, 8, 8)
+    x = torch.randn(256, *shape)
+    model.train()(x)  # running statistics away from their defaults
+    specs = profile_model(model, shape)
+    policy = Policy.uniform([s.name for s in specs], weight_bits=4, activation_bits=6, keep_ratio=0.5,
+                            structure="channel")
+    apply_policy(model.eval(), policy, specs, x)
+    result = export_onnx(model, policy, specs, tmp_path / "m.onnx", x[:2])
+    _, _, initializers = _weight_quantizers(result["path"])
+    shapes = {spec.name: initializers[f"{spec.name}.parametrizations.weight.original"] for spec in specs}
+    priced = {layer.name: [layer.kept_out_channels, layer.kept_in_channels] for layer in effective_layers(specs, policy)}
+    for spec in specs:  # a depthwise weight keeps one input column per channel
+        assert shapes[spec.name][:2] == ([priced[spec.name][0], 1] if spec.is_depthwise else priced[spec.name]), spec.name
+    assert min(shapes[spec.name][0] / spec.out_channels for spec in specs) == 0.5  # the channels are gone
+    assert "BatchNormalization" not in result["ops"]
+    checked = check_onnx(result["path"], model, x, torch.zeros(len(x), dtype=torch.long))
+    assert checked["agreement"] >= 0.999
+
+
+def test_channel_export_of_other_grouped_convs_is_refused(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, groups=2),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 3))
+    specs = profile_model(model, (1, 8, 8))
     policy = Policy.uniform([s.name for s in specs], weight_bits=4, keep_ratio=0.5, structure="channel")
-    apply_policy(model.eval(), policy, specs, torch.randn(4, 3, 8, 8))
-    with pytest.raises(ValueError, match="residual tie group"):
-        export_onnx(model, policy, specs, tmp_path / "m.onnx", torch.randn(2, 3, 8, 8))
+    apply_policy(model.eval(), policy, specs, torch.randn(4, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"layer '2' is a grouped conv \(groups=2, not depthwise\)"):
+        export_onnx(model, policy, specs, tmp_path / "m.onnx", torch.randn(2, 1, 8, 8))
 
 
 # -- report ------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ A channel policy zeroes whole output channels (rows); the consumer's columns tha
 them see exact zeros, so the export drops both. The columns follow the specs' wiring
 (``hardware.specs``): the producer's kept channels, each feeding
 ``input_channel_multiplier`` consecutive inputs (a flattened C x H x W feature map is
-channel-major). A BatchNorm reading a pruned layer is folded into it first
-(``fold``); residual tie groups, grouped convs and norms that cannot fold would need the
-add, the groups or the norm sliced as well: not supported.
+channel-major). A BatchNorm reading a pruned layer is folded into it first (``fold``).
+The layers of a residual tie group share one mask, so their rows are cut alike and the add
+sums tensors of the same kept channels; a depthwise conv keeps its producer's channels and
+shrinks its groups with them. Other grouped convs and norms that cannot fold would need the
+groups or the norm sliced as well: not supported.
 """
 
 from __future__ import annotations
@@ -27,12 +29,9 @@ def check_channel_export(specs: Sequence[LayerSpec], policy: Policy, rows: Mappi
         return
     for spec in specs:
         pruned = not bool(rows[spec.name].all())
-        if spec.tie_group is not None and pruned:
-            raise ValueError(f"layer {spec.name!r} is in residual tie group {spec.tie_group!r}: exporting "
-                             "channel-pruned residual models is not supported; export structure='unstructured'")
-        if spec.groups != 1 and (pruned or (spec.producer and not bool(rows[spec.producer].all()))):
-            raise ValueError(f"layer {spec.name!r} is a grouped conv (groups={spec.groups}): channel-pruned "
-                             "export supports groups=1 only")
+        if spec.groups != 1 and not spec.is_depthwise and (pruned or (spec.producer and not bool(rows[spec.producer].all()))):
+            raise ValueError(f"layer {spec.name!r} is a grouped conv (groups={spec.groups}, not depthwise): "
+                             "channel-pruned export supports groups=1 and depthwise convs only")
         if spec.name in unfolded and pruned:
             raise ValueError(f"layer {spec.name!r} is read by a BatchNorm that cannot be folded into it (the layer "
                              "runs twice, or its output has other readers): channel-pruned export does not slice "
@@ -41,8 +40,8 @@ def check_channel_export(specs: Sequence[LayerSpec], policy: Policy, rows: Mappi
 
 def kept_columns(spec: LayerSpec, rows: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
     """Input-column indices of ``spec``'s weight that read kept channels (None: all)."""
-    if spec.producer is None or bool(rows[spec.producer].all()):
-        return None
+    if spec.producer is None or spec.is_depthwise or bool(rows[spec.producer].all()):
+        return None  # a depthwise weight has one input column per output channel
     channels = rows[spec.producer].nonzero().flatten()
     multiplier = spec.input_channel_multiplier
     return (channels[:, None] * multiplier + torch.arange(multiplier)).reshape(-1)

@@ -86,8 +86,10 @@ def _sliced_layer(layer: nn.Module, grid: LayerGrid, bias: torch.Tensor | None, 
     weight = weight if cols is None else weight[:, cols]
     bias = bias if bias is None or rows is None else bias[rows]
     if isinstance(layer, nn.Conv2d):
-        new = nn.Conv2d(weight.shape[1] * layer.groups, weight.shape[0], layer.kernel_size, layer.stride,
-                        layer.padding, layer.dilation, layer.groups, bias is not None, layer.padding_mode)
+        depthwise = layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
+        groups = weight.shape[0] if depthwise else layer.groups  # a sliced depthwise conv keeps one group per channel
+        new = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], layer.kernel_size, layer.stride,
+                        layer.padding, layer.dilation, groups, bias is not None, layer.padding_mode)
     else:
         new = nn.Linear(weight.shape[1], weight.shape[0], bias is not None)
     with torch.no_grad():
@@ -145,6 +147,13 @@ def export_onnx(model: nn.Module, policy: Policy, specs: Sequence[LayerSpec], pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     exported = export_model(model, policy, specs)
+    with torch.no_grad():
+        try:
+            exported(example_input.cpu())
+        except RuntimeError as err:
+            raise ValueError(f"the export copy of {type(model).__name__} does not run once its pruned channels are "
+                             f"cut ({err}); an operation reads a tensor whose channels evo did not slice with it: "
+                             "export structure='unstructured'") from err
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter is deprecated, but it is the one that writes fake quant as Q/DQ
         warnings.simplefilter("ignore", DeprecationWarning)
