@@ -126,6 +126,16 @@ def tie_leaders(specs: Sequence[LayerSpec]) -> dict[str, str]:
     return leaders
 
 
+def keep_ratio_setters(specs: Sequence[LayerSpec]) -> set[str]:
+    """The layers whose own keep ratio channel pruning applies (``hardware.cost``,
+    ``trainables.prune``): each tie group's leader, unless the group holds a layer whose outputs
+    may not be pruned (the classifier), and unless every layer of the group is a depthwise conv
+    (which keeps its producer's channels). Every other layer's keep ratio is never read."""
+    leaders = tie_leaders(specs)
+    frozen = {leaders[spec.name] for spec in specs if not spec.prunable_outputs}
+    return {leaders[spec.name] for spec in specs if leaders[spec.name] not in frozen and not spec.is_depthwise}
+
+
 def specs_to_json(specs: Iterable[LayerSpec]) -> str:
     return json.dumps([s.to_dict() for s in specs])
 

@@ -53,6 +53,9 @@ def from_policy(policy: Policy, space: SearchSpace) -> Genome:
     for position, table in enumerate(space.gene_tables):
         layer, kind = space.gene_name(position)
         field = prune_field if kind == "prune" else kind
+        if kind == "prune" and layer in space.fixed_pruning:
+            genome.append(0)  # a keep ratio that is never applied: any value means the same policy
+            continue
         genome.append(_index_of(getattr(policy[layer], field), table, f"layer {layer!r} {field}"))
     return tuple(genome)
 

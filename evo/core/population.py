@@ -96,7 +96,7 @@ class Population:
         generations: generations after generation 0.
         seed: seeds the population's own random.Random (checkpointed in ``state``).
         crossover_prob: probability that two parents are crossed (DEAP cxUniform).
-        mutation_indpb: per-gene mutation probability (default 1 / genes).
+        mutation_indpb: per-gene mutation probability (default 1 / free genes).
 
     ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
     """
@@ -116,7 +116,7 @@ class Population:
         """Validated settings and empty bookkeeping (shared by __init__ and from_state)."""
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space={space!r} must be an evo.core.space.SearchSpace")
-        mutation_indpb = 1.0 / space.n_genes if mutation_indpb is None else mutation_indpb
+        mutation_indpb = 1.0 / max(1, len(space.free_genes())) if mutation_indpb is None else mutation_indpb
         check_int("population_size", population_size, minimum=4)
         check_int("generations", generations, minimum=1)
         check_int("seed", seed)

@@ -48,6 +48,9 @@ class SearchSpace:
     weight_bit_choices: tuple[int, ...] = DEFAULT_BIT_CHOICES
     activation_bit_choices: tuple[int, ...] = DEFAULT_BIT_CHOICES
     pin_first_last_8bit: bool = False
+    # layers whose pruning gene cannot change the policy (channel structure: their keep ratio is
+    # never applied, ``hardware.specs.keep_ratio_setters``): one choice, so no operator moves it
+    fixed_pruning: tuple[str, ...] = ()
     # one choice table per gene, derived in __post_init__
     gene_tables: tuple[tuple, ...] = field(init=False, repr=False, compare=False)
 
@@ -64,6 +67,10 @@ class SearchSpace:
             raise ValueError(f"pin_first_last_8bit={self.pin_first_last_8bit!r} must be True or False")
         set_ = object.__setattr__  # frozen dataclass: normalise fields once, here
         set_(self, "layer_names", names)
+        fixed = self.fixed_pruning
+        if isinstance(fixed, str) or not isinstance(fixed, Sequence) or not set(fixed) <= set(names):
+            raise ValueError(f"fixed_pruning={fixed!r} must be a sequence of layer names out of {list(names)}")
+        set_(self, "fixed_pruning", tuple(name for name in names if name in set(fixed)))
         set_(self, "sparsity_choices", _check_table("sparsity_choices", self.sparsity_choices, check_sparsity))
         set_(self, "keep_ratio_choices",
              _check_table("keep_ratio_choices", self.keep_ratio_choices, check_keep_ratio, descending=True))
@@ -83,9 +90,12 @@ class SearchSpace:
 
     def layer_tables(self, layer_index: int) -> tuple[tuple, tuple, tuple]:
         """(pruning, weight bits, activation bits) choice tables of one layer."""
+        pruning = self.pruning_choices
+        if self.layer_names[layer_index] in self.fixed_pruning:
+            pruning = pruning[:1]  # the least compressing choice; it is never applied
         if self.is_pinned(layer_index):
-            return self.pruning_choices, PINNED_BITS, PINNED_BITS
-        return self.pruning_choices, self.weight_bit_choices, self.activation_bit_choices
+            return pruning, PINNED_BITS, PINNED_BITS
+        return pruning, self.weight_bit_choices, self.activation_bit_choices
 
     @property
     def n_genes(self) -> int:
@@ -94,6 +104,11 @@ class SearchSpace:
     def gene_bounds(self) -> list[tuple[int, int]]:
         """Inclusive (low, high) index bounds of every gene."""
         return [(0, len(table) - 1) for table in self.gene_tables]
+
+    def free_genes(self) -> list[int]:
+        """Positions of the genes with more than one choice: the ones the operators may move
+        (a pinned bit width or a fixed pruning gene has one)."""
+        return [position for position, table in enumerate(self.gene_tables) if len(table) > 1]
 
     def check_genome(self, genome: Sequence[int]) -> tuple[int, ...]:
         """The genome as a tuple; ValueError if its length or any index is out of range."""
@@ -115,7 +130,7 @@ class SearchSpace:
         """Every uniform policy: the same index for every layer (pinned layers keep 8 bits)."""
         prune, wbits, abits = (range(len(t)) for t in
                                (self.pruning_choices, self.weight_bit_choices, self.activation_bit_choices))
-        genomes = {}  # dict keeps first-seen order while dropping repeats made by pinning
+        genomes = {}  # dict keeps first-seen order while dropping repeats made by pinning and fixing
         for combo in itertools.product(prune, wbits, abits):
             genome = tuple(min(index, len(table) - 1) for index, table in zip(combo * len(self.layer_names),
                                                                               self.gene_tables))
@@ -145,6 +160,7 @@ class SearchSpace:
             "weight_bit_choices": list(self.weight_bit_choices),
             "activation_bit_choices": list(self.activation_bit_choices),
             "pin_first_last_8bit": self.pin_first_last_8bit,
+            "fixed_pruning": list(self.fixed_pruning),
         }
 
     @classmethod

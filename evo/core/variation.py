@@ -66,14 +66,14 @@ def crossover(parent1: Sequence[int], parent2: Sequence[int], rng: random.Random
 
 
 def mutate(genome: Sequence[int], space: SearchSpace, rng: random.Random, indpb: float) -> tuple[int, ...]:
-    """Each gene mutates with probability ``indpb``: half the time one index step up or down
+    """Each free gene (``SearchSpace.free_genes``) mutates with probability ``indpb``: half the time one index step up or down
     (clipped to its bounds; a local move, e.g. 4 -> 5 bits), else a uniform redraw within its
     bounds (DEAP ``mutUniformInt``; a long jump that keeps diversity)."""
     indpb = check_probability("indpb", indpb)
     child = list(space.check_genome(genome))
     bounds = space.gene_bounds()
     redrawn = []
-    for i in range(len(child)):
+    for i in space.free_genes():  # a one-choice gene cannot move
         if rng.random() >= indpb:
             continue
         if rng.random() < 0.5:

@@ -14,7 +14,7 @@ from evo.runs.config import SearchConfig
 from evo.core.cost_table import make_cost_fn
 from evo.core.space import SearchSpace
 from hardware.budget import budget_limit, parse_budget
-from hardware.specs import LayerSpec
+from hardware.specs import LayerSpec, keep_ratio_setters
 from hardware.targets import load_target
 
 
@@ -72,8 +72,12 @@ def build_space(cfg: SearchConfig, specs: list[LayerSpec]) -> SearchSpace:
     for name in ("sparsity_choices", "keep_ratio_choices", "weight_bit_choices", "activation_bit_choices"):
         if getattr(cfg, name) is not None:
             kwargs[name] = getattr(cfg, name)
+    fixed = ()
+    if cfg.structure == "channel":  # genes that cannot change the policy are not searched
+        setters = keep_ratio_setters(specs)
+        fixed = tuple(s.name for s in specs if s.name not in setters)
     return SearchSpace(layer_names=tuple(s.name for s in specs), structure=cfg.structure,
-                       pin_first_last_8bit=cfg.pin_first_last_8bit, **kwargs)
+                       pin_first_last_8bit=cfg.pin_first_last_8bit, fixed_pruning=fixed, **kwargs)
 
 
 @dataclass

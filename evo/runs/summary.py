@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 
-def describe_policy(policy_json: str) -> str:
-    """Short per-layer text such as 'conv1 s.50 w4a8 | fc2 s0 w8a8'."""
+def describe_policy(policy_json: str, fixed_pruning=()) -> str:
+    """Short per-layer text such as 'conv1 s.50 w4a8 | fc2 s0 w8a8'; the layers of
+    ``fixed_pruning`` (a keep ratio that is never applied) show their bits only."""
     data = json.loads(policy_json)
     channel = data.get("structure") == "channel"
     parts = []
     for name, lp in data["layers"].items():
-        prune = f"r{lp['keep_ratio']:g}" if channel else f"s{lp['sparsity']:g}"
-        parts.append(f"{name} {prune} w{lp['weight_bits']}a{lp['activation_bits']}")
+        prune = "" if channel and name in fixed_pruning else f"r{lp['keep_ratio']:g} " if channel \
+            else f"s{lp['sparsity']:g} "
+        parts.append(f"{name} {prune}w{lp['weight_bits']}a{lp['activation_bits']}")
     return " | ".join(parts)
 
 
@@ -35,7 +37,7 @@ def format_final_table(rows: list[dict], prep, *, versus_uniform: bool = False) 
         lines.append(
             f"{r['label']:<{width}} {r['accuracy']:>8.4f} {r['test_accuracy']:>8.4f} {r['bops_vs_fp32']:>11.1f}x "
             f"{r['bops_vs_int8']:>7.1f}x {r['cost'] / r['limit']:>16.3f} {r['size_bits'] / 8192:>9.2f} "
-            f"{r['energy_pj'] / 1e6:>9.3f} {r['latency_s'] * 1e3:>10.4f}  {describe_policy(r['policy'])}"
+            f"{r['energy_pj'] / 1e6:>9.3f} {r['latency_s'] * 1e3:>10.4f}  {describe_policy(r['policy'], prep.space.fixed_pruning)}"
         )
     if not versus_uniform:
         return "\n".join(lines)

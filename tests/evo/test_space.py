@@ -127,3 +127,41 @@ def test_to_dict_round_trip_and_unknown_keys():
     assert SearchSpace.from_dict(space.to_dict()) == space
     with pytest.raises(ValueError, match="unknown keys"):
         SearchSpace.from_dict({**space.to_dict(), "bits": [4]})
+
+
+def test_fixed_pruning_genes_have_one_choice_and_no_operator_moves_them():
+    from evo.core.genome import from_policy
+    from evo.core.variation import crossover, mutate
+
+    space = SearchSpace(("conv1", "conv2", "fc1", "fc2"), structure="channel", fixed_pruning=["fc2"])
+    assert space.gene_tables[9] == (1.0,) and space.gene_bounds()[9] == (0, 0)
+    assert space.free_genes() == [i for i in range(12) if i != 9]
+    rng = random.Random(0)
+    genomes = [space.random_genome(rng) for _ in range(20)]
+    for genome in genomes:
+        for _ in range(20):
+            genome = mutate(genome, space, rng, indpb=1.0)
+            assert genome[9] == 0
+    assert all(child[9] == 0 for a, b in zip(genomes, genomes[1:]) for child in crossover(a, b, rng))
+    # every uniform policy once: 7 keep ratios x 6 x 6 bit widths, fc2's keep ratio not multiplying them
+    assert len(space.uniform_genomes()) == 7 * 6 * 6
+    # a policy file may give the classifier any keep ratio: it is never applied
+    policy = Policy.uniform(list(space.layer_names), weight_bits=4, activation_bits=4, keep_ratio=0.5,
+                            structure="channel")
+    assert from_policy(policy, space)[9] == 0 and from_policy(policy, space)[0] == 4
+    assert SearchSpace.from_dict(space.to_dict()) == space and space.to_dict()["fixed_pruning"] == ["fc2"]
+    with pytest.raises(ValueError, match=r"fixed_pruning=\['fc3'\] must be a sequence of layer names"):
+        SearchSpace(("fc1", "fc2"), fixed_pruning=["fc3"])
+
+
+def test_channel_search_space_leaves_unapplied_keep_ratios_out(tmp_path):
+    """LeNet-5's classifier keeps its 10 classes: its keep-ratio gene is fixed, the others free."""
+    from evo.runs.config import SearchConfig
+    from evo.runs.prepare import build_space
+    from hardware.profiler import profile_model
+    from trainables.models import create_model
+
+    specs = profile_model(create_model("lenet5", in_channels=1, num_classes=10, image_shape=(1, 28, 28)), (1, 28, 28))
+    channel = build_space(SearchConfig(structure="channel", storage=str(tmp_path)), specs)
+    assert channel.fixed_pruning == ("fc2",)
+    assert build_space(SearchConfig(storage=str(tmp_path)), specs).fixed_pruning == ()  # sparsity applies everywhere

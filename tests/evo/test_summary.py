@@ -4,7 +4,8 @@ validation accuracy; the test split only reports them."""
 import json
 from types import SimpleNamespace
 
-from evo.runs.summary import format_final_table
+from evo.core.space import SearchSpace
+from evo.runs.summary import describe_policy, format_final_table
 
 POLICY = json.dumps({"structure": "unstructured", "layers": {"fc": {"sparsity": 0.5, "keep_ratio": 1.0,
                                                                    "weight_bits": 4, "activation_bits": 4}}})
@@ -17,7 +18,7 @@ def row(label, val, test):
 
 
 PREP = SimpleNamespace(budget=SimpleNamespace(metric="bops"), cfg=SimpleNamespace(final_steps=500),
-                       base_test_accuracy=0.9)
+                       base_test_accuracy=0.9, space=SearchSpace(("fc",)))
 
 
 def test_the_gap_line_chooses_by_validation_not_test():
@@ -36,3 +37,13 @@ def test_a_policy_both_on_the_front_and_best_uniform_is_compared_with_itself():
 def test_baselines_print_no_comparison_line():
     table = format_final_table([row("pareto", 0.9, 0.88)], PREP)
     assert "best evolved" not in table and "no uniform" not in table
+
+
+def test_a_keep_ratio_that_is_never_applied_is_not_printed():
+    policy = json.dumps({"structure": "channel", "layers": {
+        "conv": {"sparsity": 0.0, "keep_ratio": 0.5, "weight_bits": 4, "activation_bits": 4},
+        "fc": {"sparsity": 0.0, "keep_ratio": 1.0, "weight_bits": 8, "activation_bits": 6}}})
+    assert describe_policy(policy, ("fc",)) == "conv r0.5 w4a4 | fc w8a6"
+    prep = SimpleNamespace(**{**vars(PREP), "space": SearchSpace(("conv", "fc"), structure="channel",
+                                                                 fixed_pruning=("fc",))})
+    assert format_final_table([{**row("pareto", 0.9, 0.88), "policy": policy}], prep).endswith("conv r0.5 w4a4 | fc w8a6")
