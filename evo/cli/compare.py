@@ -22,10 +22,13 @@ def register(subparsers) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from evo.compare import write_report
+    from evo.compare.tables import compute_lines, per_seed_results, summarize
     from evo.runs import read_run
 
     runs = [read_run(path) for path in args.run_dirs]
     written = write_report(runs, args.out)
+    for line in compute_lines(summarize(per_seed_results(runs))):
+        print(line)
     for path in written:
         print(path)
     return 0

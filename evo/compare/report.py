@@ -35,7 +35,9 @@ def format_report(runs, summary: pd.DataFrame) -> str:
               "- size: comparable = Σ nnz·b_w (Yang et al.'s count); honest = plus sparse indices, per-channel "
               "scales, biases and norms at 32 bits.",
               "- trials and compute: every trial of the run (screening and final; ADMM: one trial per budget and "
-              "seed), compute = Σ compute_seconds. evo's in-run uniform reference is not counted.", "",
+              "seed); fine-tune samples = Σ steps × batch size; compute s = Σ compute_seconds. evo's in-run "
+              "uniform reference is not counted. A method with more than 10 % more samples or seconds per seed "
+              "than another is flagged under its table.", "",
               "![Pareto fronts](pareto.png)", "![Accuracy vs budget](accuracy_vs_budget.png)",
               "![Hypervolume vs trials](hypervolume.png)", "![Compute](compute.png)", ""]
     return "\n".join(lines)

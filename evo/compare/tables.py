@@ -81,6 +81,7 @@ def per_seed_results(runs) -> pd.DataFrame:
                 "metric": parse_budget(budget).metric, "limit": float(limit.iloc[0]) if len(limit) else math.nan,
                 **_best_final(group), "hypervolume": _screened_hypervolume(group),
                 "trials": len(group), "compute_seconds": group.compute_seconds.sum(min_count=1),
+                "samples": group.steps.sum(min_count=1) * run.batch_size if run.batch_size else math.nan,
                 "screen_steps": _mode(group[group.phase == "search"].steps),
                 "final_steps": _mode(group[group.phase == "final"].steps),
             })
@@ -110,6 +111,7 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
                     "hv_std": volume.std(ddof=1) if len(volume) > 1 else math.nan,
                     **{c: group[c].mean() for c in COST_COLUMNS},
                     "trials": group.trials.mean(), "compute_seconds": group.compute_seconds.mean(),
+                    "samples": group.samples.mean(),
                     "compute_total": group.compute_seconds.sum(), "steps": " or ".join(_steps(s) for s in steps)})
     table = pd.DataFrame(out)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -179,16 +181,54 @@ def _hypervolume_cell(row) -> str:
     return f"{row.hv_mean:.4f} ± {row.hv_std:.4f}" if row.hv_n > 1 else f"{row.hv_mean:.4f}"
 
 
+COMPUTE_TOLERANCE = 0.10  # a method with more than 10 % more compute than another is flagged
+COMPUTE_MEASURES = (("samples", "fine-tune samples", "{:,.0f}"), ("compute_seconds", "trial seconds", "{:,.1f}"))
+
+
+def compute_sentences(budget_rows: pd.DataFrame) -> list[str]:
+    """Per measure of compute (fine-tune samples = steps x batch, screen + final; trial seconds),
+    each method that got more than ``COMPUTE_TOLERANCE`` more per seed than the least-served one."""
+    budget, sentences = budget_rows.budget.iloc[0], []
+    for column, what, show in COMPUTE_MEASURES:
+        counted = budget_rows.dropna(subset=[column])
+        counted = counted[counted[column] > 0]
+        if len(counted) < 2:
+            continue
+        least = counted.loc[counted[column].idxmin()]
+        for _, row in counted.iterrows():
+            excess = row[column] / least[column] - 1
+            if excess > COMPUTE_TOLERANCE:
+                sentences.append(f"**Unequal compute** at {budget}: {row.method} got {excess:.0%} more {what} "
+                                 f"per seed than {least.method} ({show.format(row[column])} vs "
+                                 f"{show.format(least[column])}).")
+    return sentences
+
+
+def compute_lines(summary: pd.DataFrame) -> list[str]:
+    """What `evo compare` prints: per budget, each method's compute per seed, then the flags."""
+    lines = []
+    for _, rows in summary.groupby("budget_key", sort=False):
+        spent = ", ".join(f"{r.method} {r.samples:,.0f} samples / {r.compute_seconds:,.1f} s" for _, r in rows.iterrows())
+        lines.append(f"compute per seed at {rows.budget.iloc[0]} (fine-tune samples / trial seconds): {spent}")
+        lines += [sentence.replace("**", "") for sentence in compute_sentences(rows)]
+    return lines
+
+
 def budget_table(budget_rows: pd.DataFrame) -> list[str]:
     lines = ["| method | seeds (n) | test accuracy % (mean ± std) | screened-front hypervolume (val.) | "
              "BOPs vs FP32 | BOPs vs INT8 | size KiB (comparable / honest) | energy µJ | latency µs | "
-             "trials / seed | compute s / seed | fine-tune steps (screen / final) |", "|" + "---|" * 12]
+             "trials / seed | fine-tune samples / seed | compute s / seed | fine-tune steps (screen / final) |",
+             "|" + "---|" * 13]
     for _, r in budget_rows.iterrows():
         lines.append(f"| {_method_cell(r)} | {r.n} | {_accuracy_cell(r)} | {_hypervolume_cell(r)} | "
                      f"{r.bops_vs_fp32:.1f}× | "
                      f"{r.bops_vs_int8:.1f}× | {r.size_kib:.3g} / {r.honest_kib:.3g} | {r.energy_uj:.3g} | "
-                     f"{r.latency_us:.3g} | {r.trials:.0f} | {r.compute_seconds:.1f} | {r.steps} |")
+                     f"{r.latency_us:.3g} | {r.trials:.0f} | {'–' if math.isnan(r.samples) else f'{r.samples:,.0f}'} | "
+                     f"{r.compute_seconds:.1f} | {r.steps} |")
     if budget_rows.steps.nunique() > 1:
         detail = ", ".join(f"{m} {s}" for m, s in zip(budget_rows.method, budget_rows.steps))
         lines.append(f"\n**Unequal fine-tune budgets between methods** (steps per trial, screen / final): {detail}.")
+    flags = compute_sentences(budget_rows)
+    if flags:
+        lines += [""] + flags
     return lines

@@ -46,6 +46,13 @@ class RunFolder:
     def config(self) -> dict:
         return self.meta.get("config") or {}
 
+    @property
+    def batch_size(self) -> int | None:
+        """Fine-tune samples per step: the run's batch size (ADMM's is in its recipe)."""
+        config = self.config
+        value = config.get("batch_size", (config.get("admm") or {}).get("batch_size"))
+        return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
 
 
 def read_run(run_dir: str | Path) -> RunFolder:

@@ -151,12 +151,22 @@ def test_table_flags_unequal_fine_tune_budgets_and_marks_admm_bops_as_extension(
     admm_rows = [trial(phase="final", label="bops=1/256", seed=s, steps=600, test_accuracy=0.9) for s in (0, 1)]
     admm_size = [trial(phase="final", label="size=1/50", budget="size=1/50", limit=4000.0, seed=0, steps=600,
                        test_accuracy=0.9)]
-    runs = [run_folder("evo", finals(0, 0.93)), run_folder("admm", admm_rows + admm_size)]
+    runs = [run_folder("evo", finals(0, 0.93), batch_size=64), run_folder("admm", admm_rows + admm_size,
+                                                                         admm={"batch_size": 256})]
     summary = summarize(per_seed_results(runs))
     bops = summary[summary.metric == "bops"]
     text = "\n".join(budget_table(bops))
     assert f"| admm{ADMM_EXTENSION} | 2 | 90.00 ± 0.00 |" in text
-    assert "| evo | 1 | 93.00 (one seed) | 0.2500 | 100.0× | 10.0× | 1 / 2 | 2 | 3 |" in text  # 0.5 x (1 - 500/1000)
+    # hypervolume 0.5 x (1 - 500/1000); samples (20 + 20 + 200 steps) x 64 per seed
+    assert "| evo | 1 | 93.00 (one seed) | 0.2500 | 100.0× | 10.0× | 1 / 2 | 2 | 3 | 3 | 15,360 | 3.0 |" in text
+    # ADMM: 600 steps x 256 = 153,600 samples in 1 s; evo: 15,360 samples in 3 s (three trials of 1 s)
+    assert "**Unequal compute** at bops=1/256: admm got 900% more fine-tune samples per seed than evo " \
+           "(153,600 vs 15,360)." in text
+    assert "**Unequal compute** at bops=1/256: evo got 200% more trial seconds per seed than admm (3.0 vs 1.0)." in text
+    from evo.compare.tables import compute_lines
+    printed = compute_lines(summary)
+    assert "compute per seed at bops=1/256 (fine-tune samples / trial seconds): evo 15,360 samples / 3.0 s, " \
+           "admm 153,600 samples / 1.0 s" in printed and sum("Unequal compute" in line for line in printed) == 2
     assert f"| admm{ADMM_EXTENSION} | 2 | 90.00 ± 0.00 | – |" in text  # ADMM screens nothing
     assert "**Unequal fine-tune budgets between methods** (steps per trial, screen / final): evo 20 / 200, admm – / 600" in text
     size_text = "\n".join(budget_table(summary[summary.metric == "size_bits"]))
