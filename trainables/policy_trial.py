@@ -15,7 +15,7 @@ import math
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hardware.budget import violation
 from hardware.checks import check_number
@@ -153,8 +153,11 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
 
             teacher_logits = torch.as_tensor(teacher_logits, device=splits.train_x.device)
         final = config.get("phase") == "final"
+        repeat = int(config.get("repeat") or 0)
+        if repeat:  # the same policy fine-tuned again on another minibatch stream (the seed spread)
+            settings = replace(settings, seed=settings.seed + repeat)
         save_to = final_model_path(settings.models_dir, config["genome"]) \
-            if final and settings.models_dir and config.get("genome") else None
+            if final and not repeat and settings.models_dir and config.get("genome") else None
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                   final=final, teacher_logits=teacher_logits, save_to=save_to)
         report.update(metrics)
@@ -165,7 +168,7 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         # between loses nothing (evo.runs.resume.unlogged_trainings tells it on --resume)
         log_training(settings.trainings_log, {
             "phase": config.get("phase"), "genome": config.get("genome"), "label": config.get("label"),
-            "generation": config.get("generation"), "steps": metrics["steps"],
+            "generation": config.get("generation"), "repeat": config.get("repeat"), "steps": metrics["steps"],
             "samples": metrics["steps"] * settings.batch_size, "seconds": metrics["compute_seconds"],
             "node_id": report["node_id"], "result": {k: v for k, v in report.items() if _is_plain(v)}})
     except Exception as err:  # the policy's evaluation failed: record it, let the search go on

@@ -1,14 +1,20 @@
-"""Generation 0: the budget-feasible first population, and the uniform policies the search must beat.
+"""Generation 0: the budget-feasible first population (uniform, sensitivity-guided and random
+policies spread over the cost axis), and the uniform policies the search must beat.
 
 Pure Python: no torch, no Ray.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from typing import Sequence
 
 from evo.core.repair import PRUNE_GENE, CostFn, _cost, repair
 from evo.core.space import GENES_PER_LAYER, SearchSpace
+
+UNIFORM_SHARE = 0.4  # of generation 0, at most, for the uniform policies
+RANDOM_FRACTIONS = (0.1, 1.0)  # the budget fractions random genomes are repaired to
 
 
 def least_pruned_uniforms(space: SearchSpace, cost_fn: CostFn, limit: float) -> list[tuple[int, ...]]:
@@ -24,18 +30,45 @@ def least_pruned_uniforms(space: SearchSpace, cost_fn: CostFn, limit: float) -> 
 
 
 
+def thinned(genomes: list[tuple[int, ...]], cost_fn: CostFn, keep: int) -> list[tuple[int, ...]]:
+    """At most ``keep`` of ``genomes``, evenly spread along the cost axis (the most expensive,
+    usually the most accurate, always among them), in the order given."""
+    if len(genomes) <= keep:
+        return list(genomes)
+    by_cost = sorted(genomes, key=lambda genome: _cost(cost_fn, genome))
+    picked = {by_cost[round(i * (len(by_cost) - 1) / max(1, keep - 1))] for i in range(keep)} if keep > 1 \
+        else {by_cost[-1]}
+    return [genome for genome in genomes if genome in picked]
+
+
 def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int, rng: random.Random,
-                    draws_per_slot: int = 10) -> list[tuple[tuple[int, ...], bool]]:
-    """Generation 0 as (genome, repaired) pairs: every least-pruned uniform genome within ``limit``
-    (never repaired, and all of them even past ``size``: they are the uniform baseline the search
-    must beat, evaluated once, and good parents), then repaired random genomes until ``size``
-    distinct genomes (or ``draws_per_slot * size`` random draws) are reached."""
-    chosen = {genome: False for genome in least_pruned_uniforms(space, cost_fn, limit)}
-    for _ in range(draws_per_slot * size):
+                    draws_per_slot: int = 10, guided: Sequence[tuple[int, ...]] = ()
+                    ) -> list[tuple[tuple[int, ...], bool]]:
+    """Generation 0 as (genome, repaired) pairs, ``size`` distinct genomes when the space allows:
+
+    * the least-pruned uniform genomes within ``limit``, thinned along the cost axis to
+      ``UNIFORM_SHARE`` of the population when they outnumber it (the rest are screened
+      after the search for the best-uniform reference, ``evo.methods.evolve.best_uniform``);
+    * the sensitivity-guided genomes (``evo.core.sensitivity.guided_genomes``), never repaired;
+    * repaired random genomes, each repaired to a budget fraction spread evenly over
+      ``RANDOM_FRACTIONS`` so generation 0 covers the cost axis (at most ``draws_per_slot *
+      size`` draws)."""
+    uniforms = least_pruned_uniforms(space, cost_fn, limit)
+    chosen = {genome: False for genome in thinned(uniforms, cost_fn, max(1, math.ceil(UNIFORM_SHARE * size)))}
+    for genome in guided:
         if len(chosen) >= size:
             break
+        if _cost(cost_fn, genome) > limit:
+            raise ValueError(f"guided genome {genome} costs {_cost(cost_fn, genome):g}, over the limit {limit:g}")
+        chosen.setdefault(tuple(genome), False)
+    low, high = RANDOM_FRACTIONS
+    slots = max(1, size - len(chosen))
+    for draw in range(draws_per_slot * size):
+        if len(chosen) >= size:
+            break
+        fraction = high - (high - low) * ((draw % slots) / max(1, slots - 1))
         drawn = space.random_genome(rng)
-        fixed = repair(drawn, space, cost_fn, limit)
+        fixed = repair(drawn, space, cost_fn, fraction * limit)
         if fixed is not None and fixed not in chosen:
             chosen[fixed] = fixed != drawn
     return list(chosen.items())

@@ -4,10 +4,11 @@ The Ray Tune Searcher adapter calls ``ask()`` for a genome to evaluate and ``tel
 its result; this module decides what to evaluate next. A generation's offspring are bred
 once, when the previous generation closes, so ``ask()`` only pops a queue.
 
-* Generation 0: every least-pruned uniform genome that fits the budget (one per bit-width
-  combination, unrepaired, all of them even past ``population_size``: they are the uniform
-  baseline the search must beat, and strong parents), then repaired random genomes up to
-  ``population_size`` (``repair.initial_genomes``).
+* Generation 0 (``evo.core.initial.initial_genomes``): the least-pruned uniform genomes that fit
+  the budget (one per bit-width combination, thinned along the cost axis to 40 % of
+  ``population_size`` when there are more), the sensitivity-guided genomes given as
+  ``guided``, then random genomes repaired to budget fractions spread over 0.1-1.0, up to
+  ``population_size``.
 * Later generations: binary tournament -> layer-wise crossover -> mutation -> budget repair.
   A child that cannot be repaired, or that repeats a genome already evaluated or already in
   this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per
@@ -35,7 +36,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from evo.core.variation import crossover, mutate
 from evo.core.repair import check_reachable, repair
-from evo.core.initial import initial_genomes, least_pruned_uniforms
+from evo.core.initial import initial_genomes
 from evo.core.indicators import hypervolume
 from evo.core.selection import pareto_front, survive, tournament
 from evo.core.space import SearchSpace
@@ -67,13 +68,13 @@ class Evaluation(NamedTuple):
     from_cache: bool = False
 
 
-def planned_trials(space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
-                   population_size: int, generations: int) -> int:
-    """How many trials a search trains when no slot is answered from the cache: generation 0 holds
-    every least-pruned uniform genome (at least ``population_size`` genomes), later generations
-    ``population_size`` offspring each. Baselines get the same number, so trial budgets match."""
-    first = max(len(least_pruned_uniforms(space, cost_fn, limit)), population_size)
-    return first + population_size * (generations - 1)
+def planned_trials(population_size: int, generations: int) -> int:
+    """How many trials a search trains when no slot is answered from the cache: ``population_size``
+    in generation 0 (``initial_genomes``; the uniform genomes it leaves out are screened for the
+    best-uniform reference, not as search trials) and in each later generation. Baselines get the
+    same number, so trial budgets match."""
+    check_int("generations", generations, minimum=1)
+    return population_size * generations
 
 
 def _json_float(value: float):
@@ -97,17 +98,19 @@ class Population:
         seed: seeds the population's own random.Random (checkpointed in ``state``).
         crossover_prob: probability that two parents are crossed (DEAP cxUniform).
         mutation_indpb: per-gene mutation probability (default 1 / free genes).
+        guided: sensitivity-guided genomes for generation 0 (``evo.core.sensitivity``), within
+            ``limit``; see ``evo.core.initial.initial_genomes`` for the whole mix.
 
     ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
     """
 
     def __init__(self, *, space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
                  population_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
-                 mutation_indpb: float | None = None):
+                 mutation_indpb: float | None = None, guided: Sequence[tuple[int, ...]] = ()):
         self._setup(space=space, cost_fn=cost_fn, limit=limit, population_size=population_size,
                     generations=generations, seed=seed, crossover_prob=crossover_prob, mutation_indpb=mutation_indpb)
         check_reachable(space, cost_fn, self.limit)
-        start = initial_genomes(space, cost_fn, self.limit, population_size, self.rng, DRAWS_PER_SLOT)
+        start = initial_genomes(space, cost_fn, self.limit, population_size, self.rng, DRAWS_PER_SLOT, guided)
         self._queue.extend((genome, repaired, None) for genome, repaired in start)
         self._close_while_empty()
 

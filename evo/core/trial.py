@@ -24,9 +24,11 @@ WORKER_FAILURE = "trial errored (worker or node failure); see error.txt in its T
 
 
 def trial_config(genome: Sequence[int] | None, policy: Mapping, *, phase: str, label: str | None = None,
-                 generation: int | None = None) -> dict:
+                 generation: int | None = None, repeat: int | None = None) -> dict:
     """What ``trainables.policy_trial`` reads: the policy to apply and the phase (``final`` also
-    evaluates the test split); genome, label and generation come back in the row."""
+    evaluates the test split); genome, label, generation and repeat come back in the row.
+    ``repeat`` k > 0 fine-tunes the same policy again with the run's seed + k (a final policy's
+    seed spread); repeat 0 is the run's own seed."""
     if phase not in PHASES:
         raise ValueError(f"phase={phase!r}; valid choices: {list(PHASES)}")
     config = {"phase": phase, "policy": dict(policy)}
@@ -36,6 +38,10 @@ def trial_config(genome: Sequence[int] | None, policy: Mapping, *, phase: str, l
         config["label"] = label
     if generation is not None:
         config["generation"] = generation
+    if repeat is not None:
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+            raise ValueError(f"repeat={repeat!r} must be an integer >= 0")
+        config["repeat"] = repeat
     return config
 
 
@@ -80,7 +86,8 @@ def trial_row(context: RunContext, config: Mapping, result: Mapping | None, resu
            "genome": list(genome_from_key(key)) if key is not None else None, "genome_key": key,
            "policy": json.dumps(config["policy"]) if "policy" in config else metrics.get("policy"),
            "status": "failed" if result_outcome.failed else "ok", "error": result_outcome.error or None,
-           "generation": config.get("generation"), "seed": context.seed, "target": context.target,
+           "generation": config.get("generation"), "repeat": config.get("repeat"), "seed": context.seed,
+           "target": context.target,
            "budget": context.budget, "finished_at": time.time()}
     row.update(columns)
     return row

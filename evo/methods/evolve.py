@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from evo.core.genome import genome_from_key, genome_key
-from evo.core.trial import outcome
+from evo.core.trial import outcome, trial_config, trial_row
 from evo.core.initial import least_pruned_uniforms
 from evo.methods.screening import PolicyMethod
 from evo.runs.pipeline import Screened, Session, run_policy_grid
@@ -45,7 +45,7 @@ class Evolve(PolicyMethod):
         if loaded is None:
             population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
                                     population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
-                                    crossover_prob=cfg.crossover_prob)
+                                    crossover_prob=cfg.crossover_prob, guided=guided_policies(prep, log))
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
             population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
@@ -87,6 +87,59 @@ class Evolve(PolicyMethod):
         return searcher.population
 
 
+def _screened_uniforms(session: Session) -> dict[tuple, float]:
+    """Genome -> validation accuracy of the uniform screens of an earlier driver of this run:
+    its trials.parquet rows, and the trainings its trials logged that never reached a row
+    (written now, as the driver would have)."""
+    from evo.runs.parquet import PartWriter, read_table
+    from evo.runs.resume import unlogged_trainings
+    from evo.runs.schema import TRIAL_SCHEMA
+
+    path = session.run_dir / "trials.parquet"
+    rows = read_table(path, TRIAL_SCHEMA).to_pandas()
+    rows = rows[rows.phase == "uniform"]
+    known = {tuple(int(g) for g in r.genome): float(r.accuracy) for r in rows.itertuples() if r.status == "ok"}
+    lost = unlogged_trainings(session.run_dir, {tuple(int(g) for g in genome) for genome in rows.genome}, "uniform")
+    found = []
+    for record in lost:
+        genome = genome_from_key(record["genome"])
+        config = trial_config(genome, session.prep.space.decode(genome).to_dict(), phase="uniform",
+                              label=record.get("label"))
+        found.append(trial_row(session.context, config, record["result"], outcome(record["result"], False)))
+        if found[-1]["status"] == "ok":
+            known[genome] = found[-1]["accuracy"]
+    if found:
+        PartWriter(path, TRIAL_SCHEMA).append(found)
+    return known
+
+
+def guided_policies(prep, log) -> list[tuple[int, ...]]:
+    """Generation 0's sensitivity-guided genomes: the float base model's per-layer Fisher
+    sensitivity on the first ``sensitivity_samples`` training images (trainables.sensitivity),
+    walked down to several fractions of the budget (evo.core.sensitivity)."""
+    cfg = prep.cfg
+    if cfg.sensitivity_samples == 0:
+        return []
+    import torch
+
+    from evo.core.sensitivity import GUIDED_FRACTIONS, Sensitivity, guided_genomes
+    from trainables.sensitivity import measure_sensitivity
+    from trainables.user_model import build_from_reference
+
+    model = build_from_reference(prep.model_ref)
+    model.load_state_dict(prep.base_state)
+    count = min(cfg.sensitivity_samples, len(prep.splits.train_y))
+    x = torch.as_tensor(prep.splits.train_x[:count].copy())
+    y = torch.as_tensor(prep.splits.train_y[:count].copy()).long()
+    tables = measure_sensitivity(model, prep.specs, prep.space, x, y, log=log)
+    sensitivity = Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in tables["weight"]),
+                              tuple(tuple(layer) for layer in tables["activation"]))
+    genomes = guided_genomes(prep.space, prep.cost_fn, prep.limit, sensitivity)
+    log(f"sensitivity-guided policies for generation 0: {len(genomes)} (budget fractions "
+        f"{', '.join(f'{f:g}' for f in GUIDED_FRACTIONS)})")
+    return genomes
+
+
 def _accuracy_and_failed(result: dict) -> tuple[float | None, bool]:
     read = outcome(result, False)
     return (None if read.failed else read.accuracy), read.failed
@@ -101,6 +154,8 @@ def best_uniform(session: Session, population) -> tuple | None:
     if not candidates:
         return None
     known = {tuple(r["genome"]): r["accuracy"] for r in population.history if not r["failed"]}
+    if session.resume:  # uniform screens a killed driver finished are not trained again
+        known.update(_screened_uniforms(session))
     todo = [g for g in candidates if g not in known]
     if todo:
         log(f"uniform baseline: screening {len(todo)} more uniform policies within budget "

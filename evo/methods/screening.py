@@ -90,4 +90,4 @@ def search_trials(prep) -> int:
     """The number of trials `evo search` trains with the same settings (evo.core.population.planned_trials)."""
     from evo.core.population import planned_trials
 
-    return planned_trials(prep.space, prep.cost_fn, prep.limit, prep.cfg.population, prep.cfg.generations)
+    return planned_trials(prep.cfg.population, prep.cfg.generations)

@@ -99,8 +99,12 @@ class SearchConfig(RunSettings):
         fine_tune_steps, batch_size, lr: each screened trial's fine-tune.
         scale_lr: lr of the learned quantizer step sizes (0 freezes the MSE-initialised grids).
         distill_temperature, distill_weight: distillation from the float model (weight 0: off).
+        sensitivity_samples: training images generation 0's sensitivity-guided policies are
+            measured on (0: none; generation 0 is uniform and random policies only).
         final_steps, final_top: the longer fine-tune of the final policies and how many of the
             front get it (beside the best uniform policy).
+        final_seeds: how many times each final policy is fine-tuned and tested (seeds seed,
+            seed + 1, ...); the final table reports the mean and the spread.
         the model, the data, Ray and the run folder: see RunSettings.
     """
 
@@ -125,18 +129,23 @@ class SearchConfig(RunSettings):
     lr: float = 0.01
     final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
     final_top: int = 3  # how many Pareto policies (the most accurate) get it, beside the best uniform one
+    final_seeds: int = 2  # fine-tunes of each final policy (seed, seed + 1, ...): its mean and spread
     scale_lr: float = 0.05  # learned quantizer step sizes (LSQ); 0 keeps the initial MSE grids
     distill_temperature: float = 4.0
     distill_weight: float = 0.0  # 0: cross-entropy only; > 0 mixes in KL to the float model's logits
+    # generation 0's sensitivity-guided policies (evo.core.sensitivity): training images the
+    # per-layer Fisher is measured on; 0 leaves them out
+    sensitivity_samples: int = 512
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("population", self.population, minimum=4)
         check_int("generations", self.generations, minimum=1)
-        for name in ("fine_tune_steps", "final_steps", "final_top", "batch_size"):
+        for name in ("fine_tune_steps", "final_steps", "final_top", "final_seeds", "batch_size"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("seed", self.seed, minimum=0)
+        check_int("sensitivity_samples", self.sensitivity_samples, minimum=0)
         check_positive("lr", self.lr)
         check_number("scale_lr", self.scale_lr, minimum=0.0)
         check_positive("distill_temperature", self.distill_temperature)

@@ -20,6 +20,7 @@ from evo.runs.parquet import PartWriter, compact, write_yaml_atomic
 from evo.runs.folder import versions
 from evo.runs.resume import TRAININGS_LOG  # one line per finished training, written by the trials
 from evo.runs.schema import GENERATION_SCHEMA, TRIAL_SCHEMA
+from evo.runs.summary import average_repeats, repeat_of
 
 TABLES = {"trials.parquet": TRIAL_SCHEMA, "generations.parquet": GENERATION_SCHEMA, "pareto.parquet": TRIAL_SCHEMA}
 
@@ -159,17 +160,19 @@ def teacher_logits(prep):
     return compute(model, torch.from_numpy(prep.splits.train_x)).numpy()
 
 
-def run_policy_grid(session: Session, items: list[tuple[str, tuple]], *, phase: str,
+def run_policy_grid(session: Session, items: list[tuple], *, phase: str,
                     generations: dict[str, int] | None = None) -> list[dict]:
-    """Evaluate (label, genome) pairs as one Tune grid; append their rows to trials.parquet."""
+    """Evaluate (label, genome) or (label, genome, repeat) items as one Tune grid; append their
+    rows to trials.parquet."""
     from ray import tune
 
     from evo.tune.tuner import build_tuner
 
     prep, cfg = session.prep, session.prep.cfg
     generations = generations or {}
-    configs = [trial_config(g, prep.space.decode(g).to_dict(), phase=phase, label=label,
-                            generation=generations.get(genome_key(g))) for label, g in items]
+    configs = [trial_config(item[1], prep.space.decode(item[1]).to_dict(), phase=phase, label=item[0],
+                            generation=generations.get(genome_key(item[1])),
+                            repeat=item[2] if len(item) > 2 else None) for item in items]
     tuner = build_tuner(session.trainable, run_dir=session.run_dir, experiment=f"{phase}-{int(time.time())}",
                         search_alg=None, param_space={"item": tune.grid_search(configs)}, max_concurrent=session.slots,
                         max_failures=cfg.max_failures, verbose=cfg.verbose, num_samples=1)
@@ -190,8 +193,9 @@ def final_candidates(evaluated: list[tuple], top: int) -> list[tuple]:
 
 def final_phase(session: Session, screened: Screened) -> list[dict]:
     """Fine-tune the most accurate policies of the screened front (and the method's extra ones)
-    final_steps, then evaluate each once on the test split; rows also go to pareto.parquet. A
-    policy chosen twice (on the front and the best uniform one) is trained and tested once."""
+    final_steps, ``final_seeds`` times each (repeat 0, 1, ...), then evaluate each fine-tune once on
+    the test split; rows also go to pareto.parquet. A policy chosen twice (on the front and the
+    best uniform one) is trained and tested once per seed."""
     cfg = session.prep.cfg
     chosen: dict[tuple, str] = {g: "pareto" for g in final_candidates(screened.evaluated, cfg.final_top)}
     for label, genome in screened.extra_finals:
@@ -199,11 +203,14 @@ def final_phase(session: Session, screened: Screened) -> list[dict]:
     if not chosen:
         session.log(f"{session.method}: no feasible policy was screened; nothing to fine-tune on the test split")
         return []
-    session.log(f"final: fine-tuning {len(chosen)} policies for {cfg.final_steps} steps, then one test-split "
-                "evaluation each")
+    seeds = cfg.final_seeds
+    session.log(f"final: fine-tuning {len(chosen)} policies for {cfg.final_steps} steps"
+                f"{f' with {seeds} seeds each' if seeds > 1 else ''}, then one test-split evaluation each")
     generations = {genome_key(e[0]): e[4] for e in screened.evaluated if len(e) > 4}
-    rows = run_policy_grid(session, [(label, g) for g, label in chosen.items()], phase="final",
-                           generations=generations)
-    rows.sort(key=lambda r: (not r["label"].startswith("pareto"), -(r.get("accuracy") or 0.0)))
+    rows = run_policy_grid(session, [(label, g, repeat) for g, label in chosen.items() for repeat in range(seeds)],
+                           phase="final", generations=generations)
+    mean_val = {key: row["accuracy"] for key, row in ((r["genome_key"], r) for r in average_repeats(rows))}
+    rows.sort(key=lambda r: (not r["label"].startswith("pareto"), -(mean_val.get(r["genome_key"]) or 0.0),
+                             r["genome_key"], repeat_of(r)))
     PartWriter(session.run_dir / "pareto.parquet", TRIAL_SCHEMA).append(rows)
     return rows

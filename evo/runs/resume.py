@@ -32,14 +32,14 @@ def load_saved(run_dir: Path) -> tuple[dict, list[dict]] | None:
     return state, entries
 
 
-def unlogged_trainings(run_dir: Path, told: set[tuple[int, ...]]) -> list[dict]:
-    """Search trainings that finished (the trials' own ``trainings.jsonl``) but whose result never
-    reached the driver's log: a driver killed between a trial's end and Tune delivering its
-    result. In the order they finished, one per genome; a torn last line (a kill mid-write) is
-    dropped. ``--resume`` tells them instead of training them again."""
+def unlogged_trainings(run_dir: Path, told: set[tuple[int, ...]], phase: str = "search") -> list[dict]:
+    """Trainings of ``phase`` that finished (the trials' own ``trainings.jsonl``) but whose result
+    never reached the driver's record: a driver killed between a trial's end and Tune delivering
+    its result. In the order they finished, one per genome; a torn last line (a kill mid-write)
+    is dropped. ``--resume`` uses them instead of training them again."""
     found: dict[tuple[int, ...], dict] = {}
     for record in read_json_lines(Path(run_dir) / TRAININGS_LOG):
-        if record.get("phase") != "search" or not record.get("genome") or "result" not in record:
+        if record.get("phase") != phase or not record.get("genome") or "result" not in record:
             continue
         genome = genome_from_key(record["genome"])
         if genome not in told and genome not in found:

@@ -50,6 +50,21 @@ def test_unknown_yaml_keys_name_them(tmp_path, storage, capsys):
     assert code == 2 and "unknown settings ['populaton']" in err and not storage.exists()
 
 
+@pytest.mark.parametrize("setting, needle", [
+    ({"sensitivity_samples": -1}, "sensitivity_samples=-1 must be an integer >= 0"),
+    ({"sensitivity_samples": 0.5}, "sensitivity_samples=0.5 must be an integer >= 0"),
+    ({"distill_weight": float("nan")}, "distill_weight=nan"),
+])
+def test_bad_yaml_settings_exit_2_and_write_nothing(setting, needle, tmp_path, storage, capsys):
+    import ray
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(setting))
+    code, err = run_cli(["search", "--preset", "smoke", "--config", str(config), "--storage", str(storage)], capsys)
+    assert code == 2 and needle in err, err
+    assert not storage.exists() and not ray.is_initialized()
+
+
 def test_run_folder_guards(tmp_path, storage, capsys):
     from evo.runs.config import resolve_config
 

@@ -60,7 +60,9 @@ def test_baseline_uniform_runs_to_completion(tmp_path):
     trials = pd.read_parquet(tmp_path / "runs" / "u" / "trials.parquet")
     search, final = trials[trials.phase == "search"], trials[trials.phase == "final"]
     assert (trials.method == "uniform").all() and len(search) == 4 and (search.status == "ok").all()
-    assert len(final) == 1 and final.test_accuracy.iloc[0] > 0.5 and search.test_accuracy.isna().all()
+    # one final policy, fine-tuned and tested with each of the two final seeds
+    assert len(final) == 2 and sorted(final.repeat) == [0, 1] and final.genome_key.nunique() == 1
+    assert (final.test_accuracy > 0.5).all() and search.test_accuracy.isna().all()
 
 
 @pytest.mark.parametrize("budget", ["size_honest=1/10", "energy=1/20", "latency=1/4", "bops=1/128"])

@@ -71,14 +71,14 @@ def test_full_run_bookkeeping():
     stats = population.generation_stats
     assert [row["generation"] for row in stats] == [0, 1, 2, 3]
     assert [row["trials"] for row in stats] == [sum(1 for *_, gen in asked if gen == g) for g in range(4)]
-    first = max(len(least_pruned_uniforms(SPACE, cost, LIMIT)), 8)  # every strong uniform, then random ones
-    assert [row["trials"] for row in stats] == [first, 8, 8, 8]
+    # generation 0 holds population-size genomes: uniform ones thinned to 40 %, then random ones
+    assert len(least_pruned_uniforms(SPACE, cost, LIMIT)) > 8 and [row["trials"] for row in stats] == [8, 8, 8, 8]
     assert all(row["failed"] == 0 and row["feasible_fraction"] == 1.0 for row in stats)
     hypervolumes = [row["hypervolume"] for row in stats]
     assert hypervolumes == sorted(hypervolumes) and hypervolumes[0] > 0
     best = [row["best_feasible_accuracy"] for row in stats]
     assert best == sorted(best)
-    assert len(population.history) == len(asked) == first + 24
+    assert len(population.history) == len(asked) == 8 + 24
     assert set(population.history[0]) == {"genome", "accuracy", "cost", "violation", "generation", "failed",
                                            "from_cache"}
     assert len(population.parents) == 8
@@ -98,27 +98,29 @@ def test_front_is_the_feasible_non_dominated_set_of_everything_evaluated():
     assert population.generation_stats[-1]["best_feasible_accuracy"] == max(r["accuracy"] for r in front)
 
 
-def test_generation_zero_starts_with_every_least_pruned_uniform_that_fits():
-    fitting = least_pruned_uniforms(SPACE, cost, LIMIT // 8)
-    assert 0 < len(fitting) < len(SPACE.uniform_genomes())
-    population = make(limit=LIMIT // 8, population_size=len(fitting) + 4, generations=1)
-    first = [population.ask() for _ in range(len(fitting) + 4)]
-    assert [c.genome for c in first[:len(fitting)]] == fitting
-    assert not any(c.repaired for c in first[:len(fitting)])
-    assert all(c.genome not in SPACE.uniform_genomes() and cost(c.genome) <= LIMIT // 8 for c in first[-4:])
-    assert population.ask() is None
-
-
-def test_more_uniforms_than_the_population_are_all_evaluated_then_survival_trims():
+def test_generation_zero_mixes_thinned_uniforms_guided_and_random_policies_over_the_cost_axis():
     fitting = least_pruned_uniforms(SPACE, cost, LIMIT)
-    population = make(population_size=6, generations=2)
-    first = []
-    while (candidate := population.ask()) is not None:
-        first.append(candidate)
-    assert len(fitting) > 6 and [c.genome for c in first] == fitting
-    for c in first:
-        population.tell(c.ask_id, accuracy(c.genome), cost(c.genome))
-    assert len(population.parents) == 6
+    by_cost = sorted(fitting, key=cost)
+    guided = [(7, 2, 3) * 5, (7, 1, 1) * 5]  # within the limit, not uniform-least-pruned
+    assert all(cost(g) <= LIMIT and g not in fitting for g in guided)
+    population = make(population_size=10, generations=1, guided=guided)
+    first = [population.ask() for _ in range(10)]
+    assert population.ask() is None
+    genomes = [c.genome for c in first]
+    # 4 uniform policies (40 % of 10) of the 36 that fit, spread from the cheapest to the dearest
+    assert len(fitting) == 36 and genomes[:4] == [g for g in fitting if g in genomes[:4]]
+    assert by_cost[0] in genomes[:4] and by_cost[-1] in genomes[:4]
+    assert genomes[4:6] == guided and not any(c.repaired for c in first[:6])
+    # random ones repaired to fractions spread over 0.1-1.0 of the budget: cheap and dear ones
+    randoms = [cost(g) / LIMIT for g in genomes[6:]]
+    assert all(g not in SPACE.uniform_genomes() for g in genomes[6:]) and all(r <= 1 for r in randoms)
+    assert min(randoms) <= 0.45 and max(randoms) > 0.6, randoms
+    assert len(set(genomes)) == 10
+
+
+def test_a_guided_genome_over_the_budget_is_refused():
+    with pytest.raises(ValueError, match=r"guided genome .* over the limit"):
+        make(guided=[(0, 5, 5) * 5])
 
 
 def test_ask_waits_for_out_of_order_results_then_opens_the_next_generation():

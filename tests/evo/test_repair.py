@@ -112,10 +112,12 @@ def test_initial_genomes_start_with_the_least_pruned_uniforms_then_repaired_rand
     assert start == initial_genomes(TINY, TINY_COST, 200, 10, random.Random(0))
 
 
-def test_initial_genomes_keep_every_least_pruned_uniform_past_the_size():
+def test_initial_genomes_thin_the_uniforms_to_the_dearest_when_one_slot_is_left():
     uniforms = least_pruned_uniforms(TINY, TINY_COST, 704)
     assert len(uniforms) == 4  # 4/4, 4/8, 8/4, 8/8 bits all fit unpruned at 704
-    assert initial_genomes(TINY, TINY_COST, 704, 2, random.Random(0)) == [(g, False) for g in uniforms]
+    start = initial_genomes(TINY, TINY_COST, 704, 2, random.Random(0))
+    # 40 % of 2 slots: one uniform policy, the most expensive (8/8 bits), then a repaired random one
+    assert start[0] == (max(uniforms, key=TINY_COST), False) and len(start) == 2 and start[1][0] not in uniforms
 
 
 def test_check_reachable_names_the_cheapest_cost():

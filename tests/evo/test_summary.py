@@ -47,3 +47,23 @@ def test_a_keep_ratio_that_is_never_applied_is_not_printed():
     prep = SimpleNamespace(**{**vars(PREP), "space": SearchSpace(("conv", "fc"), structure="channel",
                                                                  fixed_pruning=("fc",))})
     assert format_final_table([{**row("pareto", 0.9, 0.88), "policy": policy}], prep).endswith("conv r0.5 w4a4 | fc w8a6")
+
+
+def test_final_policies_are_averaged_over_their_seeds_and_chosen_by_mean_validation():
+    def seeded(label, key, repeat, val, test):
+        return {**row(label, val, test), "genome_key": key, "repeat": repeat}
+
+    rows = [seeded("pareto", "a", 0, 0.91, 0.80), seeded("pareto", "a", 1, 0.85, 0.82),   # mean val 0.88
+            seeded("pareto", "b", 0, 0.89, 0.90), seeded("pareto", "b", 1, 0.89, 0.92),   # mean val 0.89
+            seeded("best uniform", "u", 0, 0.87, 0.86), seeded("best uniform", "u", 1, 0.87, 0.88)]
+    table = format_final_table(rows, PREP, versus_uniform=True).splitlines()
+    assert "test acc (mean ± std, 2 seeds)" in table[1]
+    assert sum(line.startswith("pareto") for line in table) == 2  # one line per policy, not per seed
+    assert any(line.startswith("pareto") and "0.9100 ± 0.0141" in line for line in table)  # b
+    # b (best MEAN validation, 0.89) against u: 0.91 - 0.87 = +4.00; std 1.41 + 1.41 < 4.00
+    assert table[-1].endswith("+4.00 points of mean test accuracy (beyond the seed spread: std 1.41 + 1.41 points)")
+    failed = {**seeded("pareto", "b", 1, 0.0, 0.0), "status": "failed"}
+    from evo.runs.summary import average_repeats
+
+    averaged = average_repeats([rows[2], failed])
+    assert averaged[0]["repeats"] == 1 and averaged[0]["test_accuracy"] == 0.90

@@ -1,0 +1,59 @@
+"""Sensitivity-guided generation-0 policies: the greedy knapsack walk over the real genome space."""
+
+import pytest
+
+from evo.core.sensitivity import Sensitivity, guided_genomes, least_compressed_genome
+from evo.core.space import SearchSpace
+
+SPACE = SearchSpace(("a", "b"), sparsity_choices=(0.0, 0.5, 0.75), weight_bit_choices=(2, 4, 8),
+                    activation_bit_choices=(4, 8))
+
+
+def cost(genome):
+    """BOPs-like: 100 weights in each layer, density x weight bits x activation bits."""
+    tables = SPACE.gene_tables
+    return sum(100 * (1 - tables[3 * i][genome[3 * i]]) * tables[3 * i + 1][genome[3 * i + 1]]
+               * tables[3 * i + 2][genome[3 * i + 2]] for i in range(2))
+
+
+def table(weight_scale, activation_scale):
+    """Distortion grows with pruning and with fewer bits; ``*_scale`` says how sensitive the layer is."""
+    prune_damage, bit_damage = (0.0, 1.0, 3.0), {2: 4.0, 4: 1.0, 8: 0.0}
+    weight = tuple(tuple(weight_scale * (p + bit_damage[w]) for w in (2, 4, 8)) for p in prune_damage)
+    return weight, tuple(activation_scale * {4: 1.0, 8: 0.0}[a] for a in (4, 8))
+
+
+def sensitivity(a, b):
+    (wa, aa), (wb, ab) = table(*a), table(*b)
+    return Sensitivity((wa, wb), (aa, ab))
+
+
+def test_the_walk_compresses_the_insensitive_layer_and_fits_each_fraction():
+    limit = 0.25 * cost(least_compressed_genome(SPACE))  # 3,200 of 12,800
+    guided = guided_genomes(SPACE, cost, limit, sensitivity((10.0, 10.0), (0.1, 0.1)), fractions=(1.0, 0.5))
+    assert len(guided) == 2 and cost(guided[0]) <= limit and cost(guided[1]) <= 0.5 * limit
+    sensitive, insensitive = guided[0][:3], guided[0][3:]
+    # the sensitive layer a keeps at least as much precision and density as b, and more of one
+    assert sensitive[0] <= insensitive[0] and sensitive[1] >= insensitive[1] and sensitive[2] >= insensitive[2]
+    assert sensitive != insensitive
+    # swap the sensitivities: the walk swaps its choices
+    swapped = guided_genomes(SPACE, cost, limit, sensitivity((0.1, 0.1), (10.0, 10.0)), fractions=(1.0, 0.5))
+    assert swapped[0] == guided[0][3:] + guided[0][:3]
+
+
+def test_distortion_is_the_sum_of_the_layers_entries():
+    s = sensitivity((1.0, 2.0), (3.0, 4.0))
+    # a: pruning 0.5 (1.0), 4 bits (+1.0) -> 2.0; activation 4 bits 2.0 -> 4.0
+    # b: no pruning, 2 bits -> 3 * 4.0 = 12.0; activation 8 bits -> 0
+    assert s.distortion((1, 1, 0, 0, 0, 1)) == pytest.approx(2.0 + 2.0 + 12.0)
+
+
+def test_a_budget_the_walk_cannot_reach_gives_no_genome_and_bad_tables_are_named():
+    s = sensitivity((1.0, 1.0), (1.0, 1.0))
+    assert guided_genomes(SPACE, cost, 1.0, s) == []  # cheaper than the cheapest genome
+    with pytest.raises(ValueError, match=r"layer 'b': sensitivity tables of shape"):
+        Sensitivity(s.weight[:1] + (s.weight[1][:2],), s.activation).check(SPACE)
+    with pytest.raises(ValueError, match="sensitivity values must be finite"):
+        Sensitivity(s.weight, (s.activation[0], (float("nan"), 0.0))).check(SPACE)
+    with pytest.raises(ValueError, match=r"fractions=\[1.5\]"):
+        guided_genomes(SPACE, cost, 3200.0, s, fractions=(1.5,))
