@@ -30,12 +30,24 @@ def sparse_index_bits(slots: int, nnz: int) -> int:
 
     The rule: the cheaper of a bitmask (one bit per slot) and relative indexing, where every
     kept weight carries the gap to the previous one in ceil(log2(slots / nnz)) + 1 bits --
-    wide enough for gaps up to twice the mean, so the filler entries of longer gaps
-    (Deep Compression, Han et al. 2016) are rare and left out. Dense layers need none.
+    wide enough for gaps up to twice the mean -- and a longer gap takes filler entries of
+    2^g - 1 slots each (Deep Compression, Han et al. 2016). The fillers are priced at their
+    expected count for kept weights spread at random (``expected_fillers``); magnitude
+    pruning clusters its zeros a little more than that. Dense layers need none.
     """
     if nnz <= 0 or nnz >= slots:
         return 0
-    return min(slots, nnz * relative_index_gap_bits(slots, nnz))
+    gap_bits = relative_index_gap_bits(slots, nnz)
+    entries = nnz + expected_fillers(slots, nnz, gap_bits)
+    return min(slots, math.ceil(entries * gap_bits))
+
+
+def expected_fillers(slots: int, nnz: int, gap_bits: int) -> float:
+    """Expected filler entries of a relative index at ``gap_bits`` when the ``nnz`` kept weights
+    sit at random among ``slots``: gaps are geometric with p = nnz / slots, a gap L takes
+    floor((L - 1) / M) fillers (M = 2^g - 1), and E = nnz * q / (1 - q) with q = (1 - p)^M."""
+    q = (1.0 - nnz / slots) ** (2**gap_bits - 1)
+    return nnz * q / (1.0 - q)
 
 
 def relative_index_gap_bits(slots: int, nnz: int) -> int:

@@ -15,9 +15,11 @@ from hardware.size import honest_size_bits, sparse_index_bits, traffic_bits
         (100, 100, 0),  # dense: no index
         (100, 0, 0),  # nothing kept: nothing to locate
         (25_000, 12_500, 25_000),  # gaps ceil(log2 2)+1 = 2 bits * 12,500 = 25,000 = bitmask
-        (400_000, 40_000, 200_000),  # ceil(log2 10)+1 = 5 bits * 40,000 < 400,000 bitmask
+        # ceil(log2 10)+1 = 5 bits; q = 0.9^31 = 0.03815, fillers 40,000 q/(1-q) = 1,586.7:
+        # ceil(5 * 41,586.7) = 207,934 < 400,000 bitmask
+        (400_000, 40_000, 207_934),
         (5_000, 4_000, 5_000),  # ceil(log2 1.25)+1 = 2 bits * 4,000 = 8,000 > 5,000 bitmask
-        (1_000, 10, 80),  # ceil(log2 100)+1 = 8 bits * 10
+        (1_000, 10, 87),  # ceil(log2 100)+1 = 8 bits; q = 0.99^255 = 0.0771, 0.835 fillers: ceil(8 * 10.835)
     ],
 )
 def test_sparse_index_bits(slots, nnz, expected):
@@ -31,12 +33,12 @@ def test_lenet_mixed_sizes(lenet_specs, mixed_policy):
     # honest = comparable + index + 32-bit scale and 32-bit bias per output channel:
     #   conv1 4,000 + 0 + 32*20 + 32*20          = 5,280
     #   conv2 50,000 + 25,000 + 32*50 + 32*50    = 78,200
-    #   fc1   80,000 + 200,000 + 32*500 + 32*500 = 312,000
+    #   fc1   80,000 + 207,934 + 32*500 + 32*500 = 319,934
     #   fc2   32,000 + 5,000 + 32*10 + 32*10     = 37,640
-    assert [rows[n]["size_bits_honest"] for n in ("conv1", "conv2", "fc1", "fc2")] == [5_280, 78_200, 312_000, 37_640]
+    assert [rows[n]["size_bits_honest"] for n in ("conv1", "conv2", "fc1", "fc2")] == [5_280, 78_200, 319_934, 37_640]
     totals = total_costs(lenet_specs, mixed_policy, "bitserial")
     assert totals["size_bits"] == 166_000
-    assert totals["size_bits_honest"] == 433_120
+    assert totals["size_bits_honest"] == 441_054
     assert totals["size_vs_fp32"] == pytest.approx(430_500 * 32 / 166_000)  # ~83x
 
 

@@ -60,7 +60,8 @@ def test_sparse_index_form_and_size_as_hardware_size_counts(density):
         assert index["kind"] == "bitmask" and index["data"].size == slots // 8
     else:
         assert index["kind"] == "relative" and index["gap_bits"] == relative_index_gap_bits(slots, nnz)
-        assert 8 * index["data"].size >= priced  # the priced size leaves the fillers out
+        # kept weights at random: the fillers the price expects, within 5 % (and the last byte)
+        assert abs(8 * index["data"].size - priced) <= 0.05 * priced + 8, (8 * index["data"].size, priced)
     assert np.array_equal(decode_sparse_index(index, slots), kept)
 
 
