@@ -57,14 +57,28 @@ def check_run_dir(cfg: SearchConfig, resume: bool) -> dict | None:
     if not run_yaml.exists():
         raise ValueError(f"--resume: no run to resume at {cfg.run_dir} (no run.yaml)")
     saved = yaml.safe_load(run_yaml.read_text()) or {}
-    before = saved.get("config", {})
     now = cfg.to_dict()
+    # a setting newer than the run (absent from its run.yaml) matches while it keeps its default
+    before = {**{k: v for k, v in _defaults(cfg).items() if k in now}, **saved.get("config", {})}
     changed = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ValueError(f"--resume: the config differs from the run in {cfg.run_dir} ({detail}); "
                          "resume with the same settings or start a new run with --name")
     return saved
+
+
+def _defaults(cfg) -> dict:
+    """The default of every setting of ``cfg``'s config class, as ``to_dict`` writes it."""
+    import dataclasses
+
+    values = {}
+    for f in dataclasses.fields(cfg):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            values[f.name] = f.default_factory()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def build_space(cfg: SearchConfig, specs: list[LayerSpec]) -> SearchSpace:

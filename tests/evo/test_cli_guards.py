@@ -87,3 +87,16 @@ def test_run_folder_guards(tmp_path, storage, capsys):
 def test_export_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     code, err = run_cli(["export", str(tmp_path), "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "is not a run folder" in err and not (tmp_path / "out").exists()
+
+
+def test_a_run_older_than_a_setting_resumes_while_the_setting_keeps_its_default(tmp_path):
+    from evo.runs.config import resolve_config
+    from evo.runs.prepare import check_run_dir
+
+    cfg = resolve_config("smoke", None, {"storage": str(tmp_path)})
+    older = {k: v for k, v in cfg.to_dict().items() if k not in ("final_seeds", "sensitivity_samples")}
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "run.yaml").write_text(yaml.safe_dump({"config": older}))
+    assert check_run_dir(cfg, resume=True)["config"] == older
+    with pytest.raises(ValueError, match=r"final_seeds: 2 -> 3"):
+        check_run_dir(cfg.replace(final_seeds=3), resume=True)
