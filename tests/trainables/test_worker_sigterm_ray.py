@@ -49,6 +49,8 @@ class TrialLikeActor:
 
 @pytest.fixture(scope="module")
 def local_ray():
+    if ray.is_initialized():  # an earlier test's in-process Ray: this test needs its own log folder
+        ray.shutdown()
     ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray._private.worker.global_worker.node.get_logs_dir_path()
     ray.shutdown()
