@@ -93,7 +93,7 @@ def test_a_run_older_than_a_setting_resumes_while_the_setting_keeps_its_default(
     from evo.runs.config import resolve_config
     from evo.runs.prepare import check_run_dir
 
-    cfg = resolve_config("smoke", None, {"storage": str(tmp_path)})
+    cfg = resolve_config("smoke", None, {"storage": str(tmp_path), "final_seeds": 2})  # both at their defaults
     older = {k: v for k, v in cfg.to_dict().items() if k not in ("final_seeds", "sensitivity_samples")}
     cfg.run_dir.mkdir(parents=True)
     (cfg.run_dir / "run.yaml").write_text(yaml.safe_dump({"config": older}))
