@@ -31,8 +31,8 @@ def least_pruned_uniforms(space: SearchSpace, cost_fn: CostFn, limit: float) -> 
 
 
 def thinned(genomes: list[tuple[int, ...]], cost_fn: CostFn, keep: int) -> list[tuple[int, ...]]:
-    """At most ``keep`` of ``genomes``, evenly spread along the cost axis (the most expensive,
-    usually the most accurate, always among them), in the order given."""
+    """At most ``keep`` of ``genomes``, evenly spread along the cost axis (the cheapest and the
+    most expensive always among them), in the order given."""
     if len(genomes) <= keep:
         return list(genomes)
     by_cost = sorted(genomes, key=lambda genome: _cost(cost_fn, genome))
