@@ -87,14 +87,20 @@ def tuned_model(policy: Policy, *, splits, base_state: dict, specs: list[LayerSp
 
 
 def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[LayerSpec], settings: TrialSettings,
-                    final: bool, teacher_logits=None, save_to: str | None = None) -> dict:
+                    final: bool, teacher_logits=None, save_to: str | None = None, steps: int | None = None) -> dict:
     """Apply, fine-tune and evaluate one policy; return every metric a trial reports. A final
     trial (``final``) also reads the test split, once, and may save the compressed model's
-    state_dict to ``save_to`` (what `evo export` ships)."""
+    state_dict to ``save_to`` (what `evo export` ships). ``steps`` (a successive-halving rung's)
+    replaces ``settings.fine_tune_steps`` of a screening trial."""
     from trainables.train import evaluate
 
     started = time.perf_counter()
-    steps = settings.final_steps if final else settings.fine_tune_steps
+    if final:
+        steps = settings.final_steps
+    elif steps is None:
+        steps = settings.fine_tune_steps
+    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be an integer >= 1")
     model, tuned = tuned_model(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                steps=steps, teacher_logits=teacher_logits)
     val = evaluate(model, splits.val_x, splits.val_y)
@@ -159,7 +165,8 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         save_to = final_model_path(settings.models_dir, config["genome"]) \
             if final and not repeat and settings.models_dir and config.get("genome") else None
         metrics = evaluate_policy(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
-                                  final=final, teacher_logits=teacher_logits, save_to=save_to)
+                                  final=final, teacher_logits=teacher_logits, save_to=save_to,
+                                  steps=config.get("steps"))
         report.update(metrics)
         bad = [k for k in ("accuracy", "loss") if not math.isfinite(report[k])]
         report["failed"] = 1 if bad else 0
@@ -168,7 +175,8 @@ def policy_trial(config: dict, *, data, base_state: dict, specs_json: str, setti
         # between loses nothing (evo.runs.resume.unlogged_trainings tells it on --resume)
         log_training(settings.trainings_log, {
             "phase": config.get("phase"), "genome": config.get("genome"), "label": config.get("label"),
-            "generation": config.get("generation"), "repeat": config.get("repeat"), "steps": metrics["steps"],
+            "generation": config.get("generation"), "repeat": config.get("repeat"), "rung": config.get("rung"),
+            "steps": metrics["steps"],
             "samples": metrics["steps"] * settings.batch_size, "seconds": metrics["compute_seconds"],
             "node_id": report["node_id"], "result": {k: v for k, v in report.items() if _is_plain(v)}})
     except Exception as err:  # the policy's evaluation failed: record it, let the search go on

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 SEARCH_OVERRIDES = ("model", "model_args", "weights", "dataset", "data_dir", "budget", "target", "generations", "population", "seed",
-                    "fine_tune_steps", "storage", "name", "address", "gpus_per_trial", "cpus_per_trial",
+                    "fine_tune_steps", "rungs", "rung_factor", "storage", "name", "address", "gpus_per_trial", "cpus_per_trial",
                     "max_concurrent", "verbose")
 
 
@@ -57,6 +57,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--population", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--fine-tune-steps", type=int, dest="fine_tune_steps")
+    p.add_argument("--rungs", type=int, help="successive-halving rungs per generation (1: off; evo search only)")
+    p.add_argument("--rung-factor", type=int, dest="rung_factor",
+                   help="successive halving: 1/F of a rung is promoted to an F times longer fine-tune")
     p.add_argument("--name", help="run folder name under --storage")
     p.add_argument("--resume", action="store_true", help="continue the run in <storage>/<name>")
     add_ray_args(p)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evo.compare.tables import METHOD_ORDER, SEARCH_METHODS, budget_key
+from evo.compare.tables import METHOD_ORDER, SEARCH_METHODS, budget_key, top_fidelity
 
 
 def _figure(panels: int):
@@ -76,8 +76,9 @@ def hypervolume_curves(runs) -> list[dict]:
         for budget, rows in search.groupby("budget"):
             limit = float(rows["limit"].dropna().iloc[0])
             points, values = [], []
-            for accuracy, cost, ok in zip(rows.accuracy, rows.cost, rows.status == "ok"):
-                if ok and cost <= limit:
+            ranked = set(top_fidelity(rows).index)  # a lower rung's trial spends compute, adds no point
+            for index, accuracy, cost, ok in zip(rows.index, rows.accuracy, rows.cost, rows.status == "ok"):
+                if ok and cost <= limit and index in ranked:
                     points.append((accuracy, cost))
                     values.append(hypervolume(points, limit))
                 else:  # a failed or over-budget trial spends a trial and adds nothing

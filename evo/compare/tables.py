@@ -45,6 +45,20 @@ def _mode(values: pd.Series):
     return int(values.mode().iloc[0]) if len(values) else None
 
 
+def top_fidelity(search: pd.DataFrame) -> pd.DataFrame:
+    """The screened rows policies are ranked on: all of them, or with successive-halving rungs
+    (``rung`` set) only the top rung's, the full per-trial fine-tune."""
+    if "rung" not in search or search.rung.isna().all():
+        return search
+    return search[search.rung == search.rung.max()]
+
+
+def _rung_text(search: pd.DataFrame) -> str | None:
+    """'9→27→80' when the screen ran successive-halving rungs, else None."""
+    steps = sorted({int(s) for s in search.steps.dropna()})
+    return "→".join(map(str, steps)) if "rung" in search and search.rung.notna().any() and len(steps) > 1 else None
+
+
 def _best_final(group: pd.DataFrame) -> dict:
     """The final policy within the budget with the best validation accuracy (the cheaper on a
     tie), a policy fine-tuned with several seeds counted by its means (``average_repeats``)."""
@@ -64,7 +78,7 @@ def _screened_hypervolume(group: pd.DataFrame) -> float:
     `evo search` maximises; NaN for a method that screens nothing (ADMM)."""
     from evo.core.indicators import hypervolume
 
-    search = group[group.phase == "search"]
+    search = top_fidelity(group[group.phase == "search"])
     limit = group["limit"].dropna()
     if search.empty or not len(limit):
         return math.nan
@@ -85,7 +99,8 @@ def per_seed_results(runs) -> pd.DataFrame:
                 **_best_final(group), "hypervolume": _screened_hypervolume(group),
                 "trials": len(group), "compute_seconds": group.compute_seconds.sum(min_count=1),
                 "samples": group.steps.sum(min_count=1) * run.batch_size if run.batch_size else math.nan,
-                "screen_steps": _mode(group[group.phase == "search"].steps),
+                "screen_steps": _mode(top_fidelity(group[group.phase == "search"]).steps),
+                "rung_steps": _rung_text(group[group.phase == "search"]),
                 "final_steps": _mode(group[group.phase == "final"].steps),
             })
     if not rows:
@@ -106,6 +121,7 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
         accuracy, volume = group.test_accuracy.dropna(), group.hypervolume.dropna()
         steps = sorted({(s if pd.notna(s) else None, f if pd.notna(f) else None)
                         for s, f in zip(group.screen_steps, group.final_steps)}, key=str)
+        rungs = sorted(set(group.rung_steps.dropna()))
         out.append({"budget_key": key, "budget": group.budget.iloc[0], "metric": group.metric.iloc[0],
                     "limit": group.limit.iloc[0], "method": method, "n": len(accuracy),
                     "test_mean": accuracy.mean() if len(accuracy) else math.nan,
@@ -115,7 +131,8 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
                     **{c: group[c].mean() for c in COST_COLUMNS},
                     "trials": group.trials.mean(), "compute_seconds": group.compute_seconds.mean(),
                     "samples": group.samples.mean(),
-                    "compute_total": group.compute_seconds.sum(), "steps": " or ".join(_steps(s) for s in steps)})
+                    "compute_total": group.compute_seconds.sum(), "fidelity": " or ".join(_steps(s) for s in steps),
+                    "steps": " or ".join(_steps(s) for s in steps) + (f" (rungs {', '.join(rungs)})" if rungs else "")})
     table = pd.DataFrame(out)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     table["order"] = [order.get(m, len(order)) for m in table.method]
@@ -228,8 +245,8 @@ def budget_table(budget_rows: pd.DataFrame) -> list[str]:
                      f"{r.bops_vs_int8:.1f}× | {r.size_kib:.3g} / {r.honest_kib:.3g} | {r.energy_uj:.3g} | "
                      f"{r.latency_us:.3g} | {r.trials:.0f} | {'–' if math.isnan(r.samples) else f'{r.samples:,.0f}'} | "
                      f"{r.compute_seconds:.1f} | {r.steps} |")
-    if budget_rows.steps.nunique() > 1:
-        detail = ", ".join(f"{m} {s}" for m, s in zip(budget_rows.method, budget_rows.steps))
+    if budget_rows.fidelity.nunique() > 1:  # successive-halving rungs below the top are compute, counted above
+        detail = ", ".join(f"{m} {s}" for m, s in zip(budget_rows.method, budget_rows.fidelity))
         lines.append(f"\n**Unequal fine-tune budgets between methods** (steps per trial, screen / final): {detail}.")
     flags = compute_sentences(budget_rows)
     if flags:

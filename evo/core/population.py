@@ -14,8 +14,13 @@ once, when the previous generation closes, so ``ask()`` only pops a queue.
   this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per
   slot). Slots still empty after that (the search has converged) are filled with earlier
   results, recorded with ``from_cache=True`` and never handed out by ``ask()`` again.
-* A generation closes when all its offspring are told; NSGA-II survival then keeps
-  ``population_size`` of parents + offspring, and a ``generation_stats`` row is appended.
+* Successive halving (``rungs`` > 1, ``evo.core.rungs``): a generation's ``screen_size``
+  offspring are asked at rung 0 (a short fine-tune); when all are told, the best 1/``rung_factor``
+  by constrained NSGA-II rank are asked again at rung 1, and so on. Only top-rung results
+  enter survival, the archive front and the statistics; lower-rung results stay in the history
+  (their genomes are not bred again).
+* A generation closes when its top rung is told; NSGA-II survival then keeps
+  ``population_size`` of parents + top-rung offspring, and a ``generation_stats`` row is appended.
 
 ``state()`` is plain JSON data (non-finite floats as strings) and ``from_state`` resumes
 exactly: the genomes that were asked but not told are handed out again, with the same ask
@@ -38,6 +43,7 @@ from evo.core.variation import crossover, mutate
 from evo.core.repair import check_reachable, repair
 from evo.core.initial import initial_genomes
 from evo.core.indicators import hypervolume
+from evo.core.rungs import check_rungs, promoted_count, screen_size
 from evo.core.selection import pareto_front, survive, tournament
 from evo.core.space import SearchSpace
 from hardware.budget import violation
@@ -54,6 +60,7 @@ class Candidate:
     generation: int
     repaired: bool
     ask_id: int
+    rung: int = 0  # the fidelity it is asked at (evo.core.rungs); 0 when the search has one rung
 
 
 class Evaluation(NamedTuple):
@@ -66,6 +73,7 @@ class Evaluation(NamedTuple):
     generation: int
     failed: bool = False
     from_cache: bool = False
+    rung: int = 0
 
 
 def planned_trials(population_size: int, generations: int) -> int:
@@ -100,22 +108,26 @@ class Population:
         mutation_indpb: per-gene mutation probability (default 1 / free genes).
         guided: sensitivity-guided genomes for generation 0 (``evo.core.sensitivity``), within
             ``limit``; see ``evo.core.initial.initial_genomes`` for the whole mix.
+        rungs, rung_factor: successive halving inside each generation (``evo.core.rungs``);
+            ``rungs=1`` (the default) asks every genome once.
 
     ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
     """
 
     def __init__(self, *, space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
                  population_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
-                 mutation_indpb: float | None = None, guided: Sequence[tuple[int, ...]] = ()):
+                 mutation_indpb: float | None = None, guided: Sequence[tuple[int, ...]] = (), rungs: int = 1,
+                 rung_factor: int = 3):
         self._setup(space=space, cost_fn=cost_fn, limit=limit, population_size=population_size,
-                    generations=generations, seed=seed, crossover_prob=crossover_prob, mutation_indpb=mutation_indpb)
+                    generations=generations, seed=seed, crossover_prob=crossover_prob, mutation_indpb=mutation_indpb,
+                    rungs=rungs, rung_factor=rung_factor)
         check_reachable(space, cost_fn, self.limit)
-        start = initial_genomes(space, cost_fn, self.limit, population_size, self.rng, DRAWS_PER_SLOT, guided)
+        start = initial_genomes(space, cost_fn, self.limit, self.screen_size, self.rng, DRAWS_PER_SLOT, guided)
         self._queue.extend((genome, repaired, None) for genome, repaired in start)
         self._close_while_empty()
 
     def _setup(self, *, space, cost_fn, limit, population_size, generations, seed, crossover_prob,
-               mutation_indpb) -> None:
+               mutation_indpb, rungs=1, rung_factor=3) -> None:
         """Validated settings and empty bookkeeping (shared by __init__ and from_state)."""
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space={space!r} must be an evo.core.space.SearchSpace")
@@ -126,6 +138,11 @@ class Population:
         check_positive("limit", limit)
         check_probability("crossover_prob", crossover_prob)
         check_probability("mutation_indpb", mutation_indpb)
+        check_rungs(rungs, rung_factor)
+        self.rungs, self.rung_factor = rungs, rung_factor
+        self.screen_size = screen_size(population_size, rungs, rung_factor)
+        self.rung = 0  # the rung the queue and the pending genomes are at
+        self._rung_results: list[tuple[Evaluation, bool]] = []  # this rung's results (below the top), repaired
         self.space, self.cost_fn, self.seed, self.limit = space, cost_fn, seed, float(limit)
         self.population_size, self.generations = population_size, generations
         self.crossover_prob, self.mutation_indpb = float(crossover_prob), float(mutation_indpb)
@@ -152,7 +169,7 @@ class Population:
         genome, repaired, ask_id = self._queue.popleft()
         if ask_id is None:
             ask_id, self._next_ask_id = self._next_ask_id, self._next_ask_id + 1
-        candidate = Candidate(genome, self.generation, repaired, ask_id)
+        candidate = Candidate(genome, self.generation, repaired, ask_id, self.rung)
         self._pending[ask_id] = candidate
         return candidate
 
@@ -164,11 +181,11 @@ class Population:
                 raise ValueError(f"ask_id={ask_id!r} is not pending (never asked, or already told); "
                                  f"pending ask ids: {sorted(self._pending)}")
             self._queue.remove(reissued[0])
-            candidate = Candidate(reissued[0][0], self.generation, reissued[0][1], ask_id)
+            candidate = Candidate(reissued[0][0], self.generation, reissued[0][1], ask_id, self.rung)
         accuracy, cost = float(accuracy), float(cost)
         failed = bool(failed) or math.isnan(accuracy) or math.isnan(cost)
         self._record(Evaluation(candidate.genome, accuracy, cost, self._violation(cost, failed),
-                                self.generation, failed))
+                                self.generation, failed, rung=candidate.rung), candidate.repaired)
         self._close_while_empty()
 
     def replay(self, results: Sequence[tuple[Sequence[int], float, float, bool]]) -> None:
@@ -205,7 +222,7 @@ class Population:
                 if ask_id is None:
                     ask_id, self._next_ask_id = self._next_ask_id, self._next_ask_id + 1
                 ask_ids[genome] = ask_id
-                self._pending[ask_id] = Candidate(genome, self.generation, repaired, ask_id)
+                self._pending[ask_id] = Candidate(genome, self.generation, repaired, ask_id, self.rung)
             for genome, accuracy, cost, failed in batch:
                 self.tell(ask_ids[genome], accuracy, cost, failed=failed)
             done += len(batch)
@@ -236,20 +253,44 @@ class Population:
     def _violation(self, cost: float, failed: bool) -> float:
         return math.inf if failed else violation(cost, self.limit)
 
-    def _record(self, evaluation: Evaluation) -> None:
+    @property
+    def top_rung(self) -> int:
+        return self.rungs - 1
+
+    def _record(self, evaluation: Evaluation, repaired: bool = False) -> None:
         self._history.append(evaluation)
-        self._offspring.append(evaluation)
+        if evaluation.rung == self.top_rung:
+            self._offspring.append(evaluation)
+        else:
+            self._rung_results.append((evaluation, repaired))
         self._evaluated.add(evaluation.genome)
 
+    def _promote(self) -> bool:
+        """Queue the best of this rung's results at the next rung; False when none can go on."""
+        trained = [(e, repaired) for e, repaired in self._rung_results if not e.failed]
+        self._rung_results = []
+        count = min(len(trained), promoted_count(len(trained), self.rung_factor))
+        self.rung += 1
+        if not count:
+            return False
+        best = {e.genome for e in survive([e for e, _ in sorted(trained, key=lambda t: t[0].genome)], count)}
+        self._queue.extend((e.genome, repaired, None) for e, repaired in trained if e.genome in best)
+        return True
+
     def _close_while_empty(self) -> None:
-        # a generation answered wholly from the cache (or left empty) closes at once
+        # a rung all told promotes its best to the next; a generation answered wholly from the
+        # cache (or left empty) closes at once
         while not self._finished and not self._queue and not self._pending:
+            while self.rung < self.top_rung:
+                if self._promote():
+                    return
             self._close_generation()
             if self.generation + 1 >= self.generations:
                 self._finished = True
             else:
                 self.generation += 1
                 self._offspring = []
+                self.rung = 0
                 self._breed()
 
     def _close_generation(self) -> None:
@@ -261,7 +302,8 @@ class Population:
         for evaluation in self._parents + offspring:  # one entry per genome, parents' first
             pool.setdefault(evaluation.genome, evaluation)
         self._parents = survive(list(pool.values()), self.population_size)
-        real = [e for e in offspring if not e.from_cache]
+        real = [e for e in offspring if not e.from_cache]  # the top rung's
+        screened = sum(1 for e in self._history if e.generation == self.generation and not e.from_cache)
         self._archive_front = pareto_front(self._archive_front + [e for e in real if e.violation == 0.0])
         best = max((e.accuracy for e in self._archive_front), default=None)
         self.generation_stats.append({
@@ -269,7 +311,8 @@ class Population:
             "hypervolume": hypervolume([(e.accuracy, e.cost) for e in self._archive_front], self.limit),
             "best_feasible_accuracy": best,
             "feasible_fraction": sum(e.violation == 0.0 for e in real) / len(real) if real else 0.0,
-            "trials": len(real),
+            "trials": screened,  # trainings of this generation, every rung
+            "top_rung_trials": len(real),
             "failed": sum(e.failed for e in real),
             "cached": len(offspring) - len(real),
             "front_size": len(self._archive_front),
@@ -279,9 +322,10 @@ class Population:
     def _breed(self) -> None:
         chosen: dict[tuple[int, ...], bool] = {}
         seen_before: list[tuple[int, ...]] = []  # evaluated genomes bred again: the cache fallback
-        draws = DRAWS_PER_SLOT * self.population_size
+        size = self.screen_size
+        draws = DRAWS_PER_SLOT * size
         mates = iter(tournament(self._parents, draws + 2, self.rng))  # two children per pair of mates
-        while len(chosen) < self.population_size and draws > 0:
+        while len(chosen) < size and draws > 0:
             parent1, parent2 = next(mates).genome, next(mates).genome
             if self.rng.random() < self.crossover_prob:
                 parent1, parent2 = crossover(parent1, parent2, self.rng)
@@ -293,16 +337,19 @@ class Population:
                     continue
                 if fixed in self._evaluated:
                     seen_before.append(fixed)
-                elif len(chosen) < self.population_size:
+                elif len(chosen) < size:
                     chosen[fixed] = fixed != mutant
         self._queue.extend((genome, repaired, None) for genome, repaired in chosen.items())
         self._fill_from_cache(seen_before, self.population_size - len(chosen))
 
     def _fill_from_cache(self, genomes: list[tuple[int, ...]], slots: int) -> None:
-        latest = {e.genome: e for e in self._history if not e.from_cache}
+        # a top-rung result only: it joins this generation's top rung as it is
+        latest = {e.genome: e for e in self._history if not e.from_cache and e.rung == self.top_rung}
         for genome in dict.fromkeys(genomes):
             if slots <= 0:
                 return
+            if genome not in latest:
+                continue
             self._record(latest[genome]._replace(generation=self.generation, from_cache=True))
             slots -= 1
 
@@ -316,9 +363,11 @@ class Population:
             "limit": self.limit, "population_size": self.population_size, "generations": self.generations,
             "seed": self.seed, "crossover_prob": self.crossover_prob, "mutation_indpb": self.mutation_indpb,
             "rng": [version, list(internal), gauss],
+            "rungs": self.rungs, "rung_factor": self.rung_factor, "rung": self.rung,
+            "rung_results": [[history_index[id(e)], repaired] for e, repaired in self._rung_results],
             "generation": self.generation, "next_ask_id": self._next_ask_id, "finished": self._finished,
             "history": [[list(e.genome), _json_float(e.accuracy), _json_float(e.cost), _json_float(e.violation),
-                         e.generation, e.failed, e.from_cache] for e in self._history],
+                         e.generation, e.failed, e.from_cache, e.rung] for e in self._history],
             "parents": [history_index[id(e)] for e in self._parents],
             "archive_front": [history_index[id(e)] for e in self._archive_front],
             "offspring": [history_index[id(e)] for e in self._offspring],
@@ -338,13 +387,16 @@ class Population:
         population._setup(space=SearchSpace.from_dict(state["space"]), cost_fn=cost_fn, limit=state["limit"],
                           population_size=state["population_size"], generations=state["generations"],
                           seed=state["seed"], crossover_prob=state["crossover_prob"],
-                          mutation_indpb=state["mutation_indpb"])
+                          mutation_indpb=state["mutation_indpb"], rungs=state.get("rungs", 1),
+                          rung_factor=state.get("rung_factor", 3))
         version, internal, gauss = state["rng"]
         population.rng.setstate((version, tuple(internal), gauss))
         population.generation, population._next_ask_id = state["generation"], state["next_ask_id"]
         population._finished = state["finished"]
-        population._history = [Evaluation(tuple(g), float(a), float(c), float(v), gen, failed, cached)
-                               for g, a, c, v, gen, failed, cached in state["history"]]
+        population._history = [Evaluation(tuple(g), float(a), float(c), float(v), gen, failed, cached, *rung)
+                               for g, a, c, v, gen, failed, cached, *rung in state["history"]]
+        population.rung = state.get("rung", 0)
+        population._rung_results = [(population._history[i], repaired) for i, repaired in state.get("rung_results", [])]
         for name in ("parents", "archive_front", "offspring"):
             setattr(population, f"_{name}", [population._history[i] for i in state[name]])
         population._evaluated = {e.genome for e in population._history}

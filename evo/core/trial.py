@@ -24,11 +24,13 @@ WORKER_FAILURE = "trial errored (worker or node failure); see error.txt in its T
 
 
 def trial_config(genome: Sequence[int] | None, policy: Mapping, *, phase: str, label: str | None = None,
-                 generation: int | None = None, repeat: int | None = None) -> dict:
+                 generation: int | None = None, repeat: int | None = None, rung: int | None = None,
+                 steps: int | None = None) -> dict:
     """What ``trainables.policy_trial`` reads: the policy to apply and the phase (``final`` also
-    evaluates the test split); genome, label, generation and repeat come back in the row.
+    evaluates the test split); genome, label, generation, repeat and rung come back in the row.
     ``repeat`` k > 0 fine-tunes the same policy again with the run's seed + k (a final policy's
-    seed spread); repeat 0 is the run's own seed."""
+    seed spread); repeat 0 is the run's own seed. ``steps`` (a search trial at a successive-halving
+    rung, ``evo.core.rungs``) replaces the run's ``fine_tune_steps``."""
     if phase not in PHASES:
         raise ValueError(f"phase={phase!r}; valid choices: {list(PHASES)}")
     config = {"phase": phase, "policy": dict(policy)}
@@ -42,6 +44,11 @@ def trial_config(genome: Sequence[int] | None, policy: Mapping, *, phase: str, l
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
             raise ValueError(f"repeat={repeat!r} must be an integer >= 0")
         config["repeat"] = repeat
+    for name, value, low in (("rung", rung, 0), ("steps", steps, 1)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+            config[name] = value
     return config
 
 
@@ -86,7 +93,8 @@ def trial_row(context: RunContext, config: Mapping, result: Mapping | None, resu
            "genome": list(genome_from_key(key)) if key is not None else None, "genome_key": key,
            "policy": json.dumps(config["policy"]) if "policy" in config else metrics.get("policy"),
            "status": "failed" if result_outcome.failed else "ok", "error": result_outcome.error or None,
-           "generation": config.get("generation"), "repeat": config.get("repeat"), "seed": context.seed,
+           "generation": config.get("generation"), "repeat": config.get("repeat"), "rung": config.get("rung"),
+           "seed": context.seed,
            "target": context.target,
            "budget": context.budget, "finished_at": time.time()}
     row.update(columns)

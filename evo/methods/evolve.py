@@ -10,6 +10,7 @@ import math
 from evo.core.genome import genome_from_key, genome_key
 from evo.core.trial import outcome, trial_config, trial_row
 from evo.core.initial import least_pruned_uniforms
+from evo.core.rungs import rung_steps
 from evo.methods.screening import PolicyMethod
 from evo.runs.pipeline import Screened, Session, run_policy_grid
 
@@ -20,7 +21,7 @@ class Evolve(PolicyMethod):
     def screen(self, session: Session) -> Screened:
         population = self._search(session)
         evaluated = [(tuple(r["genome"]), r["accuracy"], r["cost"], r["violation"], r["generation"])
-                     for r in population.history if not r["failed"]]
+                     for r in top_rung(population) if not r["failed"]]
         uniform = best_uniform(session, population)
         return Screened(evaluated=evaluated, extra_finals=[("best uniform", uniform)] if uniform else [],
                         generations=list(population.generation_stats))
@@ -45,11 +46,13 @@ class Evolve(PolicyMethod):
         if loaded is None:
             population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
                                     population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
-                                    crossover_prob=cfg.crossover_prob, guided=guided_policies(prep, log))
+                                    crossover_prob=cfg.crossover_prob, guided=guided_policies(prep, log),
+                                    rungs=cfg.rungs, rung_factor=cfg.rung_factor)
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
             population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
-            told = {tuple(r["genome"]) for r in population.history} | {tuple(e["genome"]) for e in logged}
+            told = {(tuple(r["genome"]), r["rung"]) for r in population.history} \
+                | {(tuple(e["genome"]), e.get("rung") or 0) for e in logged}
             lost = unlogged_trainings(run_dir, told)  # finished, but the killed driver never heard
             results = [(entry["genome"], entry["accuracy"], entry["failed"]) for entry in logged]
             results += [(genome_from_key(r["genome"]), *_accuracy_and_failed(r["result"])) for r in lost]
@@ -57,14 +60,16 @@ class Evolve(PolicyMethod):
                                 failed) for genome, accuracy, failed in results])
         recorder = SearchRecorder(run_dir, context=session.context, decode=prep.space.decode, log=log)
         metrics = MetricsListener.start(cfg.name)  # the Ray dashboard's view of the search
+        steps = rung_steps(cfg.fine_tune_steps, cfg.rungs, cfg.rung_factor) if cfg.rungs > 1 else None
         searcher = EvoSearcher(population, decode=prep.space.decode, cost_fn=prep.cost_fn,
-                               listener=FanOut(recorder, metrics))
+                               listener=FanOut(recorder, metrics), rung_steps=steps)
         recorder.state_fn = searcher.get_state
         experiment = "tune"
         if saved is not None:
             recorder.restore_counts(saved.get("recorder", {}))
             for record in lost:  # their rows, as the live driver would have written them
-                candidate = Candidate(genome_from_key(record["genome"]), record.get("generation") or 0, False, -1)
+                candidate = Candidate(genome_from_key(record["genome"]), record.get("generation") or 0, False, -1,
+                                      record.get("rung") or 0)
                 recorder.on_evaluated(record["result"].get("trial_id", ""), candidate, record["result"],
                                       outcome(record["result"], False))
             recorder.catch_up(searcher.population.generation_stats)
@@ -77,6 +82,10 @@ class Evolve(PolicyMethod):
         log(f"search: population {cfg.population}, {cfg.generations} generations, "
             f"{describe_slots(session.slots, session.resources, cfg.cpus_per_trial, cfg.gpus_per_trial)}, "
             f"{cfg.fine_tune_steps} fine-tune steps per trial")
+        if steps is not None:
+            log(f"successive halving: {population.screen_size} policies per generation fine-tuned "
+                f"{steps[0]} steps, the best 1/{cfg.rung_factor} by constrained rank promoted at each rung "
+                f"({' -> '.join(map(str, steps))} steps); only the top rung's results are ranked in the search")
         if not searcher.population.is_finished:
             build_tuner(session.trainable, run_dir=run_dir, experiment=experiment, search_alg=searcher,
                         max_concurrent=session.slots, max_failures=cfg.max_failures, verbose=cfg.verbose).fit()
@@ -99,7 +108,8 @@ def _screened_uniforms(session: Session) -> dict[tuple, float]:
     rows = read_table(path, TRIAL_SCHEMA).to_pandas()
     rows = rows[rows.phase == "uniform"]
     known = {tuple(int(g) for g in r.genome): float(r.accuracy) for r in rows.itertuples() if r.status == "ok"}
-    lost = unlogged_trainings(session.run_dir, {tuple(int(g) for g in genome) for genome in rows.genome}, "uniform")
+    lost = unlogged_trainings(session.run_dir, {(tuple(int(g) for g in genome), 0) for genome in rows.genome},
+                              "uniform")
     found = []
     for record in lost:
         genome = genome_from_key(record["genome"])
@@ -111,6 +121,13 @@ def _screened_uniforms(session: Session) -> dict[tuple, float]:
     if found:
         PartWriter(path, TRIAL_SCHEMA).append(found)
     return known
+
+
+def top_rung(population) -> list[dict]:
+    """The history's results at the population's top rung (all of them without successive
+    halving): the only ones fine-tuned for ``fine_tune_steps``, so the only ones the final phase
+    and the best-uniform line compare."""
+    return [r for r in population.history if r["rung"] == population.top_rung]
 
 
 def guided_policies(prep, log) -> list[tuple[int, ...]]:
@@ -153,7 +170,7 @@ def best_uniform(session: Session, population) -> tuple | None:
     candidates = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
     if not candidates:
         return None
-    known = {tuple(r["genome"]): r["accuracy"] for r in population.history if not r["failed"]}
+    known = {tuple(r["genome"]): r["accuracy"] for r in top_rung(population) if not r["failed"]}
     if session.resume:  # uniform screens a killed driver finished are not trained again
         known.update(_screened_uniforms(session))
     todo = [g for g in candidates if g not in known]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from evo.core.rungs import check_rungs
 from hardware.checks import check_bool, check_int, check_number, check_positive, check_probability
 
 PRESET_DIR = Path(__file__).with_name("presets")  # evo/runs/presets/*.yaml
@@ -99,6 +100,10 @@ class SearchConfig(RunSettings):
         fine_tune_steps, batch_size, lr: each screened trial's fine-tune.
         scale_lr: lr of the learned quantizer step sizes (0 freezes the MSE-initialised grids).
         distill_temperature, distill_weight: distillation from the float model (weight 0: off).
+        rungs, rung_factor: successive halving inside each generation (``evo.core.rungs``): rung 0
+            fine-tunes fine_tune_steps / rung_factor^(rungs-1) steps, the best 1/rung_factor go on
+            to rung_factor times longer, up to fine_tune_steps; 1 rung: every trial gets
+            fine_tune_steps (the baselines always do).
         sensitivity_samples: training images generation 0's sensitivity-guided policies are
             measured on (0: none; generation 0 is uniform and random policies only).
         final_steps, final_top: the longer fine-tune of the final policies and how many of the
@@ -136,6 +141,9 @@ class SearchConfig(RunSettings):
     # generation 0's sensitivity-guided policies (evo.core.sensitivity): training images the
     # per-layer Fisher is measured on; 0 leaves them out
     sensitivity_samples: int = 512
+    # successive halving inside each generation (evo.core.rungs); 1: off
+    rungs: int = 1
+    rung_factor: int = 3
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +154,7 @@ class SearchConfig(RunSettings):
             check_int(name, getattr(self, name), minimum=1)
         check_int("seed", self.seed, minimum=0)
         check_int("sensitivity_samples", self.sensitivity_samples, minimum=0)
+        check_rungs(self.rungs, self.rung_factor, self.fine_tune_steps)
         check_positive("lr", self.lr)
         check_number("scale_lr", self.scale_lr, minimum=0.0)
         check_positive("distill_temperature", self.distill_temperature)

@@ -58,7 +58,7 @@ class SearchRecorder:
         return time.time() - self._started
 
     def on_evaluated(self, trial_id: str, candidate, result: dict | None, result_outcome: Outcome) -> None:
-        key = genome_key(candidate.genome)
+        key = _written_key(genome_key(candidate.genome), candidate.rung)
         failed = result_outcome.failed
         if key in self._written:
             # A driver killed between writing this row and logging the result re-runs the trial
@@ -66,7 +66,7 @@ class SearchRecorder:
             self._log_result(candidate, result, failed)
             return
         config = trial_config(candidate.genome, self._decode(candidate.genome).to_dict(), phase="search",
-                              generation=candidate.generation)
+                              generation=candidate.generation, rung=candidate.rung)
         row = trial_row(self.context, config, result, result_outcome, trial_id=trial_id)
         self.trials.append([row])
         self._written.add(key)
@@ -83,7 +83,8 @@ class SearchRecorder:
 
     def _log_result(self, candidate, result: dict | None, failed: bool) -> None:
         accuracy = None if failed or result is None else result.get("accuracy")
-        line = {"genome": list(candidate.genome), "generation": candidate.generation, "failed": bool(failed),
+        line = {"genome": list(candidate.genome), "generation": candidate.generation, "rung": candidate.rung,
+                "failed": bool(failed),
                 "accuracy": accuracy if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) else None,
                 "recorder": self._counts()}
         with open(self.run_dir / LOG_FILE, "a") as fh:
@@ -102,7 +103,8 @@ class SearchRecorder:
     def restore_counts(self, saved: dict) -> None:
         table = read_table(self.run_dir / "trials.parquet", TRIAL_SCHEMA)
         phases, keys = table.column("phase").to_pylist(), table.column("genome_key").to_pylist()
-        self._written = {k for p, k in zip(phases, keys) if p == "search"}
+        rungs = table.column("rung").to_pylist()
+        self._written = {_written_key(k, r or 0) for p, k, r in zip(phases, keys, rungs) if p == "search"}
         self.trials_total = saved.get("trials_total", 0)
         self.failed_total = saved.get("failed_total", 0)
         self.compute_seconds = saved.get("compute_seconds", 0.0)
@@ -125,6 +127,10 @@ class SearchRecorder:
         self.generations.append([row])
         self.save_state()
         self._log(format_generation(row))
+
+
+def _written_key(key: str, rung: int) -> str:
+    return f"{key}@{rung}"  # one row per genome and rung
 
 
 def format_generation(row: dict) -> str:

@@ -32,18 +32,19 @@ def load_saved(run_dir: Path) -> tuple[dict, list[dict]] | None:
     return state, entries
 
 
-def unlogged_trainings(run_dir: Path, told: set[tuple[int, ...]], phase: str = "search") -> list[dict]:
+def unlogged_trainings(run_dir: Path, told: set[tuple[tuple[int, ...], int]], phase: str = "search") -> list[dict]:
     """Trainings of ``phase`` that finished (the trials' own ``trainings.jsonl``) but whose result
     never reached the driver's record: a driver killed between a trial's end and Tune delivering
-    its result. In the order they finished, one per genome; a torn last line (a kill mid-write)
-    is dropped. ``--resume`` uses them instead of training them again."""
-    found: dict[tuple[int, ...], dict] = {}
+    its result. ``told``: the (genome, rung) pairs the driver has (rung 0 without successive
+    halving). In the order they finished, one per genome and rung; a torn last line (a kill
+    mid-write) is dropped. ``--resume`` uses them instead of training them again."""
+    found: dict[tuple[tuple[int, ...], int], dict] = {}
     for record in read_json_lines(Path(run_dir) / TRAININGS_LOG):
         if record.get("phase") != phase or not record.get("genome") or "result" not in record:
             continue
-        genome = genome_from_key(record["genome"])
-        if genome not in told and genome not in found:
-            found[genome] = record
+        key = (genome_from_key(record["genome"]), record.get("rung") or 0)
+        if key not in told and key not in found:
+            found[key] = record
     return list(found.values())
 
 

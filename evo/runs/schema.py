@@ -17,7 +17,7 @@ FLOAT_METRICS = (
     "size_vs_fp32", "energy_pj", "latency_s", "cost", "limit", "violation",
     "wall_seconds", "compute_seconds",
 )
-INT_METRICS = ("steps", "nnz", "params", "macs", "seed", "generation", "epoch", "repeat")
+INT_METRICS = ("steps", "nnz", "params", "macs", "seed", "generation", "epoch", "repeat", "rung")
 
 TRIAL_SCHEMA = pa.schema(
     [
@@ -47,7 +47,8 @@ GENERATION_SCHEMA = pa.schema(
         ("best_feasible_accuracy", pa.float64()),
         ("feasible_fraction", pa.float64()),
         ("front_size", pa.int64()),
-        ("trials", pa.int64()),
+        ("trials", pa.int64()),  # trainings of the generation, every rung
+        ("top_rung_trials", pa.int64()),  # those at the top rung (all of them without rungs)
         ("failed", pa.int64()),
         ("cached", pa.int64()),
         ("seconds", pa.float64()),

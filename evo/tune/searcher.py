@@ -39,6 +39,8 @@ class EvoSearcher(Searcher):
             on the driver from the layer specs; the trial's own pricing only fills the row).
         listener: told every result and every closed generation (the recorder, the metrics).
         metric: the result key Tune reads (validation accuracy).
+        rung_steps: fine-tune steps of each successive-halving rung (``evo.core.rungs.rung_steps``),
+            put in the trial config; None leaves the trainable's own ``fine_tune_steps`` (one rung).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class EvoSearcher(Searcher):
         cost_fn: Callable,
         listener: Listener | None = None,
         metric: str = "accuracy",
+        rung_steps: tuple[int, ...] | None = None,
     ):
         super().__init__(metric=metric, mode="max")
         self.population = population
@@ -56,6 +59,9 @@ class EvoSearcher(Searcher):
         self._cost_fn = cost_fn
         self._listener = listener
         self._live: dict[str, object] = {}  # trial id -> Candidate
+        if rung_steps is not None and len(rung_steps) != population.rungs:
+            raise ValueError(f"rung_steps={rung_steps!r}: one per rung of the population ({population.rungs})")
+        self._rung_steps = tuple(rung_steps) if rung_steps is not None else None
 
     def __getstate__(self) -> dict:
         # Tune pickles the searcher with the experiment; the listener (files, the metrics actor,
@@ -72,8 +78,7 @@ class EvoSearcher(Searcher):
         if item is None:
             return None
         self._live[trial_id] = item
-        return trial_config(item.genome, self._decode(item.genome).to_dict(), phase="search",
-                            generation=item.generation)
+        return search_config(item, self._decode, self._rung_steps)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         candidate = self._live.pop(trial_id, None)
@@ -104,3 +109,13 @@ class EvoSearcher(Searcher):
         with open(checkpoint_path) as fh:
             self.set_state(json.load(fh))
 
+
+
+def search_config(candidate, decode: Callable, rung_steps: tuple[int, ...] | None) -> dict:
+    """The trial config of one asked candidate: its policy, generation and (with rungs) its rung
+    and that rung's fine-tune steps. The recorder writes the row from the same config."""
+    if rung_steps is None:
+        return trial_config(candidate.genome, decode(candidate.genome).to_dict(), phase="search",
+                            generation=candidate.generation)
+    return trial_config(candidate.genome, decode(candidate.genome).to_dict(), phase="search",
+                        generation=candidate.generation, rung=candidate.rung, steps=rung_steps[candidate.rung])

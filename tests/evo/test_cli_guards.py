@@ -33,6 +33,9 @@ def run_cli(argv, capsys):
     (["--model-args", "{bad json"], "is not valid JSON"),
     (["--config", "no-such.yaml"], "config file not found: no-such.yaml"),
     (["--budget", "bops=nan"], "bops=nan"),
+    (["--rungs", "0"], "rungs=0 must be an integer in [1, 4]"),
+    (["--rungs", "3", "--rung-factor", "10"], "under one step at fine_tune_steps=40"),
+    (["--rungs", "2", "--rung-factor", "1"], "rung_factor=1 must be an integer in [2, 10]"),
 ])
 def test_bad_search_input_exits_2_and_writes_nothing(flags, needle, storage, capsys, monkeypatch, tmp_path):
     import ray

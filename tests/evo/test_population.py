@@ -80,7 +80,7 @@ def test_full_run_bookkeeping():
     assert best == sorted(best)
     assert len(population.history) == len(asked) == 8 + 24
     assert set(population.history[0]) == {"genome", "accuracy", "cost", "violation", "generation", "failed",
-                                           "from_cache"}
+                                           "from_cache", "rung"}
     assert len(population.parents) == 8
 
 
@@ -196,12 +196,13 @@ def test_same_seed_same_run_other_seed_other_run():
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
+@pytest.mark.parametrize("rungs", [1, 3])
 @pytest.mark.parametrize("stop_after", [2, 8, 13, 27])
-def test_state_round_trip_continues_exactly(stop_after):
-    uninterrupted, reference, told_reference = make(), [], []
+def test_state_round_trip_continues_exactly(stop_after, rungs):
+    uninterrupted, reference, told_reference = make(rungs=rungs), [], []
     drive(uninterrupted, reference, told_reference, with_failures=True)
 
-    population, asked, told = make(), [], []
+    population, asked, told = make(rungs=rungs), [], []
     in_flight = drive(population, asked, told, stop_after=stop_after, with_failures=True)
     assert in_flight and population.pending == len(in_flight)  # snapshot with results outstanding
     state = json.loads(json.dumps(population.state(), allow_nan=False))  # strict JSON
@@ -219,6 +220,7 @@ def test_state_round_trip_continues_exactly(stop_after):
     for key in ("history", "generation_stats", "parents", "archive_front", "rng"):
         assert finished[key] == uninterrupted.state()[key]  # state() spells NaN as "nan": comparable
     assert any(r["failed"] for r in restored.history)
+    assert {r["rung"] for r in restored.history} == set(range(rungs))
 
 
 class Journal:
@@ -243,18 +245,20 @@ class Journal:
             self.snapshot, self.log = json.loads(json.dumps(self.population.state())), []
 
 
+@pytest.mark.parametrize("rungs", [1, 3])
 @pytest.mark.parametrize("stop_after", [1, 5, 12, 13, 20, 27, 31])
-def test_state_at_generation_close_plus_replayed_log_continues_exactly(stop_after):
-    uninterrupted, reference, told_reference = make(), [], []
+def test_state_at_generation_close_plus_replayed_log_continues_exactly(stop_after, rungs):
+    uninterrupted, reference, told_reference = make(rungs=rungs), [], []
     drive(uninterrupted, reference, told_reference, with_failures=True)
 
-    journal, asked, told = Journal(make()), [], []
+    journal, asked, told = Journal(make(rungs=rungs)), [], []
     in_flight = drive(journal, asked, told, stop_after=stop_after, with_failures=True)
     assert in_flight
     restored = Population.from_state(journal.snapshot, cost_fn=cost)
     restored.replay(journal.log)
     now, replayed = journal.population.state(), restored.state()
-    for key in ("history", "generation_stats", "parents", "archive_front", "offspring", "rng", "generation"):
+    for key in ("history", "generation_stats", "parents", "archive_front", "offspring", "rng", "generation",
+                "rung", "rung_results"):
         assert replayed[key] == now[key]
     assert [g for g, _, _ in replayed["queue"]] == [g for g, _, _ in now["queue"]]  # in-flight ones first
 

@@ -101,8 +101,15 @@ def test_unlogged_trainings_are_the_finished_search_results_the_driver_never_log
              {"phase": "search", "genome": "2.0.0|0.1.1", "generation": 0, "result": {"accuracy": 0.6}}]  # again
     text = "".join(json.dumps(line) + "\n" for line in lines) + '{"phase": "search", "genome": "4.0'  # torn
     (tmp_path / "trainings.jsonl").write_text(text)
-    lost = unlogged_trainings(tmp_path, told={(1, 0, 0, 0, 1, 1)})
+    lost = unlogged_trainings(tmp_path, told={((1, 0, 0, 0, 1, 1), 0)})
     assert [record["genome"] for record in lost] == ["2.0.0|0.1.1"]
+    # with successive-halving rungs, a genome told at rung 0 whose rung-1 training was never told
+    rung = [{"phase": "search", "genome": "1.0.0|0.1.1", "generation": 0, "rung": r, "result": {"accuracy": a}}
+            for r, a in ((0, 0.5), (1, 0.55))]
+    (tmp_path / "trainings.jsonl").write_text("".join(json.dumps(line) + "\n" for line in rung))
+    lost = unlogged_trainings(tmp_path, told={((1, 0, 0, 0, 1, 1), 0)})
+    assert [(record["genome"], record["rung"]) for record in lost] == [("1.0.0|0.1.1", 1)]
+    (tmp_path / "trainings.jsonl").write_text(text)
     (tmp_path / "trainings.jsonl").write_text("not json\n" + text)
     with pytest.raises(ValueError, match="line 1 is not JSON"):
         unlogged_trainings(tmp_path, told=set())

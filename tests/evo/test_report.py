@@ -198,6 +198,29 @@ def test_hypervolume_curve_by_hand():
     assert curve["hypervolume"] == pytest.approx([0.25, 0.25, 0.25, 0.28])
 
 
+def test_successive_halving_rungs_count_as_compute_but_only_the_top_rung_is_ranked():
+    def seed_rows(seed):
+        # a short rung-0 fine-tune reports 0.99 at cost 100: never a point of the front
+        return [trial(seed=seed, rung=0, steps=7, accuracy=0.99, cost=100.0, finished_at=1.0),
+                trial(seed=seed, rung=0, steps=7, accuracy=0.4, cost=500.0, finished_at=2.0),
+                trial(seed=seed, rung=1, steps=20, accuracy=0.6, cost=500.0, finished_at=3.0),
+                trial(phase="final", label="pareto", seed=seed, accuracy=0.9, test_accuracy=0.9)]
+
+    evo = run_folder("evo", seed_rows(0) + seed_rows(1), batch_size=64)
+    random_run = run_folder("random", [trial(seed=0, accuracy=0.6, cost=500.0),
+                                       trial(phase="final", label="pareto", seed=0, accuracy=0.9,
+                                             test_accuracy=0.9)], batch_size=64)
+    summary = summarize(per_seed_results([evo, random_run]))
+    row = summary[summary.method == "evo"].iloc[0]
+    assert row.hv_mean == pytest.approx(0.6 * 0.5)  # the top rung's (0.6, 500) alone
+    assert row.samples == (7 + 7 + 20 + 200) * 64  # every rung's steps are fine-tune samples
+    text = "\n".join(budget_table(summary))
+    assert "| 20 / 200 (rungs 7→20) |" in text
+    assert "Unequal fine-tune budgets" not in text  # the ranked fidelity, 20 / 200, is the same
+    (curve,) = [c for c in hypervolume_curves([evo]) if c["budget"] == "bops=1/256"]
+    assert curve["hypervolume"] == pytest.approx([0.0, 0.0, 0.0, 0.0, 0.3, 0.3])
+
+
 def legend(fig) -> list[list[str]]:
     return [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes if ax.get_legend()]
 

@@ -20,14 +20,17 @@ def reports(run_dir: Path) -> list[dict]:
     return out
 
 
-def trainings(run_dir: Path) -> Counter:
-    """(phase, genome key) of every finished policy training; (phase, budget, seed) of every
-    finished ADMM trial."""
+def trainings(run_dir: Path, by_rung: bool = False) -> Counter:
+    """(phase, genome key) of every finished policy training (``by_rung``: (phase, genome key,
+    rung), a successive-halving search training a genome once per rung); (phase, budget, seed)
+    of every finished ADMM trial."""
     log = Path(run_dir) / "trainings.jsonl"
     counted = Counter()
     for line in (log.read_text().splitlines() if log.exists() else []):
         record = json.loads(line)
         key = (record["phase"], record["genome"]) if record.get("genome") else \
             (record["phase"], record["budget"], record["seed"])
+        if by_rung and record.get("genome"):
+            key += (record.get("rung") or 0,)
         counted[key] += 1
     return counted
