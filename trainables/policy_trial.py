@@ -28,6 +28,29 @@ from trainables.worker import free_accelerator_memory, log_training, quiet_sigte
 quiet_sigterm()  # Ray loads this module in the trial actor's main thread: SIGTERM ends it without a traceback
 
 CALIBRATION_SIZE = 512  # the fixed calibration batch: the first training images
+MIN_RUNG_VAL = 1000  # a low rung's validation subset never has fewer examples (when the split has them)
+
+
+def rung_val_size(val_size: int, steps: int, fine_tune_steps: int) -> int:
+    """Validation examples a screening trial of ``steps`` evaluates: all of them at the run's
+    ``fine_tune_steps`` (the top rung), else the first ``val_size * steps / fine_tune_steps``
+    (at least ``MIN_RUNG_VAL``) of a fixed permutation (``rung_val_subset``): a short rung's
+    evaluation shrinks with its fine-tune, so the rung costs trial seconds in proportion, and
+    every policy of the rung is scored on the same examples."""
+    if steps >= fine_tune_steps:
+        return val_size
+    return min(val_size, max(MIN_RUNG_VAL, math.ceil(val_size * steps / fine_tune_steps)))
+
+
+def rung_val_subset(x, y, count: int):
+    """The first ``count`` examples of one fixed permutation of the validation split (a user's
+    split may be ordered by class; the permutation's seed is fixed, so every trial sees the same)."""
+    import torch
+
+    if count >= len(y):
+        return x, y
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:count].to(y.device)
+    return x[order], y[order]
 
 
 @dataclass(frozen=True)
@@ -103,8 +126,10 @@ def evaluate_policy(policy: Policy, *, splits, base_state: dict, specs: list[Lay
         raise ValueError(f"steps={steps!r} must be an integer >= 1")
     model, tuned = tuned_model(policy, splits=splits, base_state=base_state, specs=specs, settings=settings,
                                steps=steps, teacher_logits=teacher_logits)
-    val = evaluate(model, splits.val_x, splits.val_y)
-    metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "train_loss": tuned["loss"], "steps": tuned["steps"]}
+    count = len(splits.val_y) if final else rung_val_size(len(splits.val_y), steps, settings.fine_tune_steps)
+    val = evaluate(model, *rung_val_subset(splits.val_x, splits.val_y, count))
+    metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "train_loss": tuned["loss"], "steps": tuned["steps"],
+               "val_examples": count}
     if final:
         test = evaluate(model, splits.test_x, splits.test_y)
         metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"])

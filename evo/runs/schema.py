@@ -17,7 +17,7 @@ FLOAT_METRICS = (
     "size_vs_fp32", "energy_pj", "latency_s", "cost", "limit", "violation",
     "wall_seconds", "compute_seconds",
 )
-INT_METRICS = ("steps", "nnz", "params", "macs", "seed", "generation", "epoch", "repeat", "rung")
+INT_METRICS = ("steps", "nnz", "params", "macs", "seed", "generation", "epoch", "repeat", "rung", "val_examples")
 
 TRIAL_SCHEMA = pa.schema(
     [

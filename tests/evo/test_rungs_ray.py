@@ -14,6 +14,8 @@ import pytest
 from cli_runner import EVO, run_evo
 from trainings import trainings
 
+from trainables.policy_trial import rung_val_size
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 # smoke: population 8, fine_tune_steps 40; 2 rungs of factor 3: 12 policies at 13 steps, the best 4 at 40
@@ -34,6 +36,11 @@ def test_every_rung_is_a_row_and_only_the_top_rung_is_ranked(rung_run):
     trials = pd.read_parquet(run / "trials.parquet")
     search = trials[trials.phase == "search"]
     assert set(zip(search.rung, search.steps)) == {(0, 13), (1, 40)}
+    # the top rung evaluates the whole validation split, rung 0 a subset sized to its 13 steps
+    ok_rows = search[search.status == "ok"]
+    whole = int(ok_rows[ok_rows.rung == 1].val_examples.iloc[0])
+    assert (ok_rows[ok_rows.rung == 1].val_examples == whole).all()
+    assert (ok_rows[ok_rows.rung == 0].val_examples == rung_val_size(whole, 13, 40)).all()
     for generation in (0, 1):
         rows = search[search.generation == generation]
         low, top = rows[rows.rung == 0], rows[rows.rung == 1]
