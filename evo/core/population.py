@@ -273,7 +273,8 @@ class Population:
         self.rung += 1
         if not count:
             return False
-        best = {e.genome for e in survive([e for e, _ in sorted(trained, key=lambda t: t[0].genome)], count)}
+        trained.sort(key=lambda item: item[0].genome)  # the next rung does not depend on the order results came in
+        best = {e.genome for e in survive([e for e, _ in trained], count)}
         self._queue.extend((e.genome, repaired, None) for e, repaired in trained if e.genome in best)
         return True
 
@@ -303,7 +304,7 @@ class Population:
             pool.setdefault(evaluation.genome, evaluation)
         self._parents = survive(list(pool.values()), self.population_size)
         real = [e for e in offspring if not e.from_cache]  # the top rung's
-        screened = sum(1 for e in self._history if e.generation == self.generation and not e.from_cache)
+        trained = [e for e in self._history if e.generation == self.generation and not e.from_cache]  # every rung
         self._archive_front = pareto_front(self._archive_front + [e for e in real if e.violation == 0.0])
         best = max((e.accuracy for e in self._archive_front), default=None)
         self.generation_stats.append({
@@ -311,9 +312,9 @@ class Population:
             "hypervolume": hypervolume([(e.accuracy, e.cost) for e in self._archive_front], self.limit),
             "best_feasible_accuracy": best,
             "feasible_fraction": sum(e.violation == 0.0 for e in real) / len(real) if real else 0.0,
-            "trials": screened,  # trainings of this generation, every rung
+            "trials": len(trained),
             "top_rung_trials": len(real),
-            "failed": sum(e.failed for e in real),
+            "failed": sum(e.failed for e in trained),
             "cached": len(offspring) - len(real),
             "front_size": len(self._archive_front),
         })

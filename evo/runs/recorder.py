@@ -103,7 +103,8 @@ class SearchRecorder:
     def restore_counts(self, saved: dict) -> None:
         table = read_table(self.run_dir / "trials.parquet", TRIAL_SCHEMA)
         phases, keys = table.column("phase").to_pylist(), table.column("genome_key").to_pylist()
-        rungs = table.column("rung").to_pylist()
+        # a run folder from before successive halving has no rung column: every row is rung 0
+        rungs = table.column("rung").to_pylist() if "rung" in table.column_names else [0] * table.num_rows
         self._written = {_written_key(k, r or 0) for p, k, r in zip(phases, keys, rungs) if p == "search"}
         self.trials_total = saved.get("trials_total", 0)
         self.failed_total = saved.get("failed_total", 0)

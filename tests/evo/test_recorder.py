@@ -114,3 +114,16 @@ def test_unlogged_trainings_are_the_finished_search_results_the_driver_never_log
     with pytest.raises(ValueError, match="line 1 is not JSON"):
         unlogged_trainings(tmp_path, told=set())
     assert unlogged_trainings(tmp_path / "nowhere", told=set()) == []
+
+
+def test_a_run_folder_from_before_rungs_restores_its_rows_as_rung_zero(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old = pa.schema([f for f in TRIAL_SCHEMA if f.name not in ("rung", "val_examples")])
+    (tmp_path / "trials.parquet").mkdir()
+    pq.write_table(pa.Table.from_pylist([{"phase": "search", "genome_key": "1.0.0"}], schema=old),
+                   tmp_path / "trials.parquet" / "part-00000.parquet")
+    recorder = recorder_for(make(), tmp_path)
+    recorder.restore_counts({"trials_total": 1})
+    assert recorder._written == {"1.0.0@0"} and recorder.trials_total == 1

@@ -101,6 +101,9 @@ def test_a_failed_low_rung_trial_is_never_promoted():
     population.tell(first[-1].ask_id, 0.3, 1.0)  # the only one that trained
     promoted = population.ask()
     assert promoted.rung == 1 and promoted.genome == first[-1].genome and population.ask() is None
+    population.tell(promoted.ask_id, 0.4, 1.0)
+    (row,) = population.generation_stats
+    assert row["failed"] == len(first) - 1 and row["trials"] == len(first) + 1 and row["top_rung_trials"] == 1
 
 
 @pytest.mark.parametrize("rungs, factor, steps, message", [
