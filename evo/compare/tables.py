@@ -122,6 +122,7 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
         steps = sorted({(s if pd.notna(s) else None, f if pd.notna(f) else None)
                         for s, f in zip(group.screen_steps, group.final_steps)}, key=str)
         rungs = sorted(set(group.rung_steps.dropna()))
+        fidelity = " or ".join(_steps(s) for s in steps)
         out.append({"budget_key": key, "budget": group.budget.iloc[0], "metric": group.metric.iloc[0],
                     "limit": group.limit.iloc[0], "method": method, "n": len(accuracy),
                     "test_mean": accuracy.mean() if len(accuracy) else math.nan,
@@ -131,8 +132,8 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
                     **{c: group[c].mean() for c in COST_COLUMNS},
                     "trials": group.trials.mean(), "compute_seconds": group.compute_seconds.mean(),
                     "samples": group.samples.mean(),
-                    "compute_total": group.compute_seconds.sum(), "fidelity": " or ".join(_steps(s) for s in steps),
-                    "steps": " or ".join(_steps(s) for s in steps) + (f" (rungs {', '.join(rungs)})" if rungs else "")})
+                    "compute_total": group.compute_seconds.sum(), "fidelity": fidelity,
+                    "steps": fidelity + (f" (rungs {', '.join(rungs)})" if rungs else "")})
     table = pd.DataFrame(out)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     table["order"] = [order.get(m, len(order)) for m in table.method]

@@ -114,8 +114,6 @@ class EvoSearcher(Searcher):
 def search_config(candidate, decode: Callable, rung_steps: tuple[int, ...] | None) -> dict:
     """The trial config of one asked candidate: its policy, generation and (with rungs) its rung
     and that rung's fine-tune steps."""
-    if rung_steps is None:
-        return trial_config(candidate.genome, decode(candidate.genome).to_dict(), phase="search",
-                            generation=candidate.generation)
+    rungs = {} if rung_steps is None else {"rung": candidate.rung, "steps": rung_steps[candidate.rung]}
     return trial_config(candidate.genome, decode(candidate.genome).to_dict(), phase="search",
-                        generation=candidate.generation, rung=candidate.rung, steps=rung_steps[candidate.rung])
+                        generation=candidate.generation, **rungs)
