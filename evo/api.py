@@ -30,8 +30,11 @@ class SearchResult:
 
     Attributes:
         run_dir: the run folder (trials.parquet, pareto.parquet, run.yaml, models/).
-        front: the final policies (fine-tuned, tested once), as rows of pareto.parquet.
-        best: the final policy within the budget with the best validation accuracy (None if none).
+        front: the final policies (fine-tuned, each seed tested once), as rows of pareto.parquet.
+        best: the final policy within the budget with the best mean validation accuracy over its
+            final seeds (None if none): its seed-0 row with ``accuracy`` and ``test_accuracy`` the
+            means over the seeds, ``val_std``/``test_std`` their spread and ``repeats`` the seeds
+            (``evo.runs.summary.best_final``; the policy `evo export` ships).
         generations: one dict per generation (hypervolume, best accuracy in budget, ...).
     """
 
@@ -150,15 +153,15 @@ def search(model, data, *, budget: str = "bops=1/512", weights: str | None = Non
     """
     from evo.methods import run_method
     from evo.runs.config import resolve_config
+    from evo.runs.summary import best_final
 
     model_text, own_weights = model_spec(model)
     overrides = {**settings, "model": model_text, "dataset": data_spec(data), "budget": budget,
                  "weights": weights or own_weights, "storage": storage, "name": name}
     cfg = resolve_config(preset, None, overrides)
     outcome = run_method(method, cfg, resume=resume, log=log)
-    feasible = [r for r in outcome.final_rows if r["status"] == "ok" and (r.get("violation") or 0) <= 0]
-    best = max(feasible, key=lambda r: r["accuracy"], default=None)  # by validation accuracy
-    return SearchResult(run_dir=outcome.run_dir, front=outcome.final_rows, best=best, generations=outcome.generations)
+    return SearchResult(run_dir=outcome.run_dir, front=outcome.final_rows, best=best_final(outcome.final_rows),
+                        generations=outcome.generations)
 
 
 def profile(model, input_shape, *, policy=None, target: str | None = None) -> dict:

@@ -184,13 +184,22 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
     return {"loss": mean_loss, "steps": steps, "seconds": time.perf_counter() - start}
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 2048) -> dict:
+# evaluate's batch when none is given: big batches keep a GPU busy; on a CPU a batch whose
+# activations stay in cache is faster (LeNet-5, 6,000 validation images, one thread: 1.17 s at
+# 256 against 2.05 s at 2048), and every trial scores the validation split once.
+EVAL_BATCH = {"cuda": 2048, "cpu": 256}
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> dict:
     """Accuracy and mean cross-entropy in eval mode; restores the model's previous mode.
+    ``batch_size`` defaults to ``EVAL_BATCH`` for the data's device.
 
     Uses ``torch.no_grad`` rather than ``inference_mode``: parametrized weights computed
     under inference mode cannot be reused by autograd afterwards."""
     if len(y) == 0:
         raise ValueError("evaluate needs at least one example (got an empty split)")
+    if batch_size is None:
+        batch_size = EVAL_BATCH.get(x.device.type, EVAL_BATCH["cuda"])
     _check_positive(batch_size=batch_size)
     was_training = model.training
     model.eval()

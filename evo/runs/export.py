@@ -23,7 +23,7 @@ from typing import Callable
 import pandas as pd
 
 from evo.runs.folder import read_run
-from evo.runs.summary import average_repeats
+from evo.runs.summary import best_final
 
 OUTPUTS = ("model.evo.pt", "model.onnx", "policy.yaml", "report.md")
 
@@ -48,14 +48,13 @@ def choose_policy(run_dir: Path, policy: str | None, layer_names: list[str]):
         raise ValueError(f"{run_dir} has no final policies (no pareto.parquet rows); finish the run first "
                          "(evo search --resume) or pass --policy FILE")
     if policy is None:
-        feasible = rows[(rows.status == "ok") & (rows.violation <= 0)]
-        if feasible.empty:
-            raise ValueError(f"{run_dir}: no final policy is within the budget; pass --policy FILE or ROW "
-                             f"(0..{len(rows) - 1})")
         # validation accuracy (the mean over a policy's seeds): the test split never selects; the
         # shipped model is the seed-0 fine-tune the final trial saved
-        averaged = average_repeats({**r, "row": i} for i, r in feasible.to_dict("index").items())
-        index = int(max(averaged, key=lambda r: r["accuracy"])["row"])
+        best = best_final({**r, "row": i} for i, r in rows.to_dict("index").items())
+        if best is None:
+            raise ValueError(f"{run_dir}: no final policy is within the budget; pass --policy FILE or ROW "
+                             f"(0..{len(rows) - 1})")
+        index = int(best["row"])
     else:
         index = int(policy)
         if not 0 <= index < len(rows):

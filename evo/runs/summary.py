@@ -42,6 +42,16 @@ def average_repeats(rows: Iterable[Mapping]) -> list[dict]:
     return out
 
 
+def best_final(rows: Iterable[Mapping]) -> dict | None:
+    """The final policy within the budget with the best MEAN validation accuracy over its seeds:
+    its ``average_repeats`` row (first repeat's row, accuracies replaced by the means), or None when
+    no final policy is within the budget. What `evo export` ships and ``evo.search`` returns (the
+    final table's "best evolved" line chooses among the front's policies the same way); the test
+    split never selects."""
+    feasible = [r for r in rows if r.get("status") == "ok" and (r.get("violation") or 0) <= 0]
+    return max(average_repeats(feasible), key=lambda r: r["accuracy"], default=None)
+
+
 def describe_policy(policy_json: str, fixed_pruning=()) -> str:
     """Short per-layer text such as 'conv1 s.50 w4a8 | fc2 s0 w8a8'; the layers of
     ``fixed_pruning`` (a keep ratio that is never applied) show their bits only."""

@@ -67,3 +67,19 @@ def test_final_policies_are_averaged_over_their_seeds_and_chosen_by_mean_validat
 
     averaged = average_repeats([rows[2], failed])
     assert averaged[0]["repeats"] == 1 and averaged[0]["test_accuracy"] == 0.90
+
+
+def test_best_final_takes_the_best_mean_validation_within_the_budget():
+    """What evo.search returns as ``best`` and `evo export` ships: not the single best seed's row."""
+    from evo.runs.summary import best_final
+
+    def seeded(key, repeat, val, test, violation=0.0):
+        return {**row("pareto", val, test), "genome_key": key, "repeat": repeat, "violation": violation}
+
+    rows = [seeded("a", 0, 0.92, 0.80), seeded("a", 1, 0.84, 0.82),    # best single row, mean val 0.88
+            seeded("b", 0, 0.90, 0.90), seeded("b", 1, 0.89, 0.92),    # mean val 0.895
+            seeded("c", 0, 0.99, 0.99, violation=0.1), seeded("c", 1, 0.99, 0.99, violation=0.1)]  # over budget
+    best = best_final(rows)
+    assert best["genome_key"] == "b" and best["repeats"] == 2 and best["repeat"] == 0
+    assert abs(best["accuracy"] - 0.895) < 1e-12 and abs(best["test_accuracy"] - 0.91) < 1e-12
+    assert best_final(rows[4:]) is None and best_final([]) is None
