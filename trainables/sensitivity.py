@@ -47,6 +47,10 @@ def _fisher(model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor, y: 
     handles = [layer.register_forward_pre_hook(capture(name)) for name, layer in layers.items()]
     captured = {name: [] for name in layers}
     batches = 0
+    # a user's frozen layer (requires_grad False) still has a Fisher: measure it, then restore the flag
+    frozen = [layer.weight for layer in layers.values() if not layer.weight.requires_grad]
+    for weight in frozen:
+        weight.requires_grad_(True)
     try:
         for start in range(0, len(y), batch):
             xb, yb = x[start:start + batch], y[start:start + batch]
@@ -56,12 +60,17 @@ def _fisher(model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor, y: 
             loss = F.cross_entropy(model(xb), yb, reduction="sum")  # per-image gradients for the inputs
             loss.backward()
             for name, layer in layers.items():
+                if layer.weight.grad is None:
+                    raise ValueError(f"layer {name!r}: its weight got no gradient from the loss (is its output "
+                                     "detached, or unused by forward?)")
                 weight_fisher[name] += layer.weight.grad.square() / len(yb)  # (sum of B gradients)^2 / B
                 captured[name] += [(seen.detach(), seen.grad.square()) for seen in inputs[name]]
             batches += 1
     finally:
         for handle in handles:
             handle.remove()
+        for weight in frozen:
+            weight.requires_grad_(False)
         model.zero_grad(set_to_none=True)
     return {name: value / batches for name, value in weight_fisher.items()}, captured
 

@@ -133,7 +133,8 @@ def top_rung(population) -> list[dict]:
 def guided_policies(prep, log) -> list[tuple[int, ...]]:
     """Generation 0's sensitivity-guided genomes: the float base model's per-layer Fisher
     sensitivity on the first ``sensitivity_samples`` training images (trainables.sensitivity),
-    walked down to several fractions of the budget (evo.core.sensitivity)."""
+    walked down to several fractions of the budget (evo.core.sensitivity). A measurement that
+    fails (a model it cannot handle) is logged and gives none: the search goes on without them."""
     cfg = prep.cfg
     if cfg.sensitivity_samples == 0:
         return []
@@ -148,7 +149,12 @@ def guided_policies(prep, log) -> list[tuple[int, ...]]:
     count = min(cfg.sensitivity_samples, len(prep.splits.train_y))
     x = torch.as_tensor(prep.splits.train_x[:count].copy())
     y = torch.as_tensor(prep.splits.train_y[:count].copy()).long()
-    tables = measure_sensitivity(model, prep.specs, prep.space, x, y, log=log)
+    try:
+        tables = measure_sensitivity(model, prep.specs, prep.space, x, y, log=log)
+    except Exception as err:  # a model the measurement cannot handle: generation 0 goes on without it
+        log(f"sensitivity: could not be measured ({type(err).__name__}: {err}); generation 0 takes no "
+            "sensitivity-guided policies (uniform and repaired random ones instead)")
+        return []
     sensitivity = Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in tables["weight"]),
                               tuple(tuple(layer) for layer in tables["activation"]))
     genomes = guided_genomes(prep.space, prep.cost_fn, prep.limit, sensitivity)

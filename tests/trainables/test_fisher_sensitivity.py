@@ -4,6 +4,7 @@ trained model with the real apply_policy (an independent computation of the same
 import copy
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +62,47 @@ def test_fisher_distortion_ranks_single_layer_compressions_like_the_measured_los
         assert activation[0] > activation[1] > activation[2] > activation[3] >= 0
         weight = np.array(tables["weight"][index])
         assert (np.diff(weight[:, -1]) > 0).all() and (np.diff(weight[0]) < 0).all()  # at 8 bits; unpruned
+
+
+def test_a_frozen_layer_has_the_same_sensitivity_and_stays_frozen():
+    """A user's model may freeze layers (requires_grad False): their Fisher is measured all the same."""
+    model, x, y = _trained_mlp()
+    specs = profile_model(model, (1, 8, 8))
+    space = SearchSpace(tuple(s.name for s in specs), sparsity_choices=(0.0, 0.5),
+                        weight_bit_choices=(2, 4), activation_bit_choices=(2, 4))
+    expected = measure_sensitivity(model, specs, space, x[:128], y[:128])
+    frozen = copy.deepcopy(model)
+    first = dict(frozen.named_modules())[specs[0].name]
+    first.weight.requires_grad_(False)
+    assert measure_sensitivity(frozen, specs, space, x[:128], y[:128]) == expected
+    assert not first.weight.requires_grad and all(p.grad is None for p in frozen.parameters())
+
+
+def test_a_layer_the_loss_does_not_reach_is_named():
+    model, x, y = _trained_mlp()
+    specs = profile_model(model, (1, 8, 8))
+    space = SearchSpace(tuple(s.name for s in specs), sparsity_choices=(0.0, 0.5),
+                        weight_bit_choices=(2, 4), activation_bit_choices=(2, 4))
+    name = specs[0].name
+    layer = dict(model.named_modules())[name]
+    layer.register_forward_hook(lambda module, args, out: out.detach())  # cut the first layer off the graph
+    with pytest.raises(ValueError, match=f"layer '{name}': its weight got no gradient"):
+        measure_sensitivity(model, specs, space, x[:64], y[:64])
+
+
+def test_a_failed_measurement_leaves_generation_0_without_guided_policies():
+    """The search goes on (uniform and random genomes) and says why, rather than stopping."""
+    from types import SimpleNamespace
+
+    from evo.methods.evolve import guided_policies
+
+    model, x, y = _trained_mlp()
+    specs = profile_model(model, (1, 8, 8))
+    reference = {"kind": "zoo", "name": "mlp", "in_channels": 1, "num_classes": 10, "image_shape": [1, 8, 8]}
+    prep = SimpleNamespace(cfg=SimpleNamespace(sensitivity_samples=64), model_ref=reference,
+                           base_state=model.state_dict(), specs=specs,
+                           space=SearchSpace(tuple(s.name for s in reversed(specs))),  # not the model's order
+                           splits=SimpleNamespace(train_x=x.numpy(), train_y=y.numpy()))
+    lines = []
+    assert guided_policies(prep, lines.append) == []
+    assert len(lines) == 1 and lines[0].startswith("sensitivity: could not be measured (ValueError: the space's layers")
