@@ -73,13 +73,13 @@ def _best_final(group: pd.DataFrame) -> dict:
             "latency_us": pick.latency_s * 1e6}
 
 
-def _screened_hypervolume(group: pd.DataFrame) -> float:
-    """Hypervolume of the screened trials' feasible (validation accuracy, cost) points, the area
-    `evo search` maximises; NaN for a method that screens nothing (ADMM)."""
+def _screened_hypervolume(search: pd.DataFrame, limit: pd.Series) -> float:
+    """Hypervolume of the screened trials' (``search``: a run's search-phase rows) feasible
+    (validation accuracy, cost) points at the top rung, the area `evo search` maximises; NaN for a
+    method that screens nothing (ADMM)."""
     from evo.core.indicators import hypervolume
 
-    search = top_fidelity(group[group.phase == "search"])
-    limit = group["limit"].dropna()
+    search = top_fidelity(search)
     if search.empty or not len(limit):
         return math.nan
     ok = search[search.status == "ok"]
@@ -92,15 +92,14 @@ def per_seed_results(runs) -> pd.DataFrame:
     for run in runs:
         trials = run.trials[(run.trials.phase != "uniform") & (run.trials.label.fillna("") != "best uniform")]
         for (budget, seed), group in trials[trials.phase != "epoch"].groupby(["budget", "seed"]):
-            limit = group["limit"].dropna()
+            limit, search = group["limit"].dropna(), group[group.phase == "search"]
             rows.append({
                 "method": run.method, "run": str(run.path), "budget": budget, "seed": int(seed),
                 "metric": parse_budget(budget).metric, "limit": float(limit.iloc[0]) if len(limit) else math.nan,
-                **_best_final(group), "hypervolume": _screened_hypervolume(group),
+                **_best_final(group), "hypervolume": _screened_hypervolume(search, limit),
                 "trials": len(group), "compute_seconds": group.compute_seconds.sum(min_count=1),
                 "samples": group.steps.sum(min_count=1) * run.batch_size if run.batch_size else math.nan,
-                "screen_steps": _mode(top_fidelity(group[group.phase == "search"]).steps),
-                "rung_steps": _rung_text(group[group.phase == "search"]),
+                "screen_steps": _mode(top_fidelity(search).steps), "rung_steps": _rung_text(search),
                 "final_steps": _mode(group[group.phase == "final"].steps),
             })
     if not rows:
