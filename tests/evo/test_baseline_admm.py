@@ -118,6 +118,11 @@ def test_ray_run_writes_rows_and_policies_priced_like_evo(tmp_path, cache):
     assert costs["size_bits"] == row["size_bits"] == row["cost"]
     assert costs["bops_vs_fp32"] == pytest.approx(row["bops_vs_fp32"])
     assert Policy.load(run_dir / "policies" / "size_1_50-seed0.yaml") == policy  # `evo profile --policy` reads it
+    from evo.compare.tables import per_seed_results
+    from evo.runs.folder import read_run
+
+    # `evo compare` counts ADMM's fine-tune samples from this run.yaml: every step of batch 64
+    assert per_seed_results([read_run(run_dir)]).samples.iloc[0] == row["steps"] * 64 > 0
     for _, epoch in epochs.iterrows():  # every epoch's policy is priced the same way
         assert total_costs(specs, Policy.from_dict(json.loads(epoch["policy"])), "bitserial")["size_bits"] \
             == epoch["cost"] <= epoch["limit"]

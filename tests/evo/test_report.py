@@ -162,7 +162,7 @@ def test_table_flags_unequal_fine_tune_budgets_and_marks_admm_bops_as_extension(
     admm_size = [trial(phase="final", label="size=1/50", budget="size=1/50", limit=4000.0, seed=0, steps=600,
                        test_accuracy=0.9)]
     runs = [run_folder("evo", finals(0, 0.93), batch_size=64), run_folder("admm", admm_rows + admm_size,
-                                                                         admm={"batch_size": 256})]
+                                                                         admm_batch_size=256)]
     summary = summarize(per_seed_results(runs))
     bops = summary[summary.metric == "bops"]
     text = "\n".join(budget_table(bops))
