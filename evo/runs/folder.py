@@ -48,10 +48,10 @@ class RunFolder:
 
     @property
     def batch_size(self) -> int | None:
-        """Fine-tune samples per step: the run's batch size (an ADMM run's ``admm_batch_size``, its
-        recipe's; a nested ``admm.batch_size`` is read too)."""
+        """Fine-tune samples per step: the run's batch size (an ADMM run's is its recipe's,
+        ``admm_batch_size``: ADMMConfig.to_dict flattens the recipe with an ``admm_`` prefix)."""
         config = self.config
-        value = config.get("batch_size", config.get("admm_batch_size", (config.get("admm") or {}).get("batch_size")))
+        value = config.get("batch_size", config.get("admm_batch_size"))
         return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
