@@ -85,6 +85,12 @@ class AffordableOptuna(Searcher):
         for waiting_key in [key] + self._waiting.pop(genome):
             self._inner.on_trial_complete(waiting_key, told, error=failed)
 
+    def __getstate__(self) -> dict:
+        """Tune pickles its search algorithm into the experiment's tuner.pkl, for Tuner.restore,
+        which this baseline refuses (see restore). Optuna 5.1's samplers hold a thread lock and
+        cannot be pickled, so the pickle leaves the Optuna searcher out."""
+        return {**self.__dict__, "_inner": None}
+
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: baselines do not resume (a new run starts from scratch)."""
 

@@ -113,6 +113,19 @@ def test_optuna_is_seeded_and_a_failed_trial_is_told_as_failed():
     assert len(failed) == 1 and failed[0].params  # the asked point, told back as failed
 
 
+@needs_optuna
+def test_optuna_searcher_pickles_as_tune_does_and_its_copy_refuses_to_resume(tmp_path):
+    import ray.cloudpickle  # what Tune's TunerInternal writes tuner.pkl with
+
+    searcher = AffordableOptuna(SPACE, cost, LIMIT, population=6, seed=3)
+    drive(searcher, trials=4)
+    copy = ray.cloudpickle.loads(ray.cloudpickle.dumps(searcher))  # Optuna 5.1's sampler holds a thread lock
+    assert copy._told == searcher._told and copy.over_budget == searcher.over_budget
+    with pytest.raises(ValueError, match="does not resume"):
+        copy.restore(str(tmp_path / "searcher.pkl"))
+    assert len(set(drive(searcher, trials=8))) == 8  # pickling left the live searcher whole
+
+
 # -- method checks and the command line ----------------------------------------------------
 def test_unknown_method_and_missing_optuna_name_the_fix(monkeypatch):
     with pytest.raises(ValueError, match=r"'grid' is unknown; valid choices: \['evo', 'uniform', 'random', 'optuna', 'admm'\]"):
