@@ -31,7 +31,7 @@ def final_points(runs) -> pd.DataFrame:
         t = t[(t.phase == "final") & (t.status == "ok") & (t.violation.fillna(1) <= 0)
               & (t.label.fillna("") != "best uniform")]
         keys = [budget_key(budget, limit) for budget, limit in zip(t.budget, t["limit"])]
-        frames.append(t.assign(method=run.method, budget_key=keys))
+        frames.append(t.assign(method=run.label, budget_key=keys))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -19,7 +19,7 @@ def format_report(runs, summary: pd.DataFrame) -> str:
              "| run | method | seeds | budget(s) |", "|---|---|---|---|"]
     for run in runs:
         seeds = sorted(set(run.trials.seed.dropna().astype(int)))
-        lines.append(f"| {run.path} | {run.method} | {', '.join(map(str, seeds))} | "
+        lines.append(f"| {run.path} | {run.label} | {', '.join(map(str, seeds))} | "
                      f"{', '.join(sorted(set(run.trials.budget.dropna())))} |")
     for key, rows in summary.groupby("budget_key", sort=False):
         lines += ["", f"## Budget {rows.budget.iloc[0]} ({rows.metric.iloc[0]} ≤ {rows.limit.iloc[0]:.6g})", ""]

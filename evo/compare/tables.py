@@ -19,7 +19,7 @@ from hardware.budget import parse_budget
 SEARCH_METHODS = ("evo", "random", "optuna")  # methods with a hypervolume-vs-trials curve
 METHOD_ORDER = ("evo", "uniform", "random", "optuna", "admm")
 COMPARED_SETTINGS = ("model", "dataset", "target")
-ADMM_EXTENSION = " (BOPs budget: an extension of Yang et al., who constrain size)"
+ADMM_EXTENSION = "BOPs budget: an extension of Yang et al., who constrain size"
 COST_COLUMNS = ("bops_vs_fp32", "bops_vs_int8", "size_kib", "honest_kib", "energy_uj", "latency_us")
 
 
@@ -94,7 +94,7 @@ def per_seed_results(runs) -> pd.DataFrame:
         for (budget, seed), group in trials[trials.phase != "epoch"].groupby(["budget", "seed"]):
             limit, search = group["limit"].dropna(), group[group.phase == "search"]
             rows.append({
-                "method": run.method, "run": str(run.path), "budget": budget, "seed": int(seed),
+                "method": run.label, "run": str(run.path), "budget": budget, "seed": int(seed),
                 "metric": parse_budget(budget).metric, "limit": float(limit.iloc[0]) if len(limit) else math.nan,
                 **_best_final(group), "hypervolume": _screened_hypervolume(search, limit),
                 "trials": len(group), "compute_seconds": group.compute_seconds.sum(min_count=1),
@@ -185,7 +185,11 @@ def _gap_sentences(rows: pd.DataFrame, column: str, count: str, budget: str, wha
 
 
 def _method_cell(row) -> str:
-    return row.method + (ADMM_EXTENSION if row.method == "admm" and row.metric != "size_bits" else "")
+    """The method's name; ADMM's (a RunFolder.label: 'admm' or 'admm (8+4 epochs)') on a BOPs
+    budget says that the budget extends Yang et al."""
+    if not row.method.startswith("admm") or row.metric == "size_bits":
+        return row.method
+    return f"{row.method[:-1]}; {ADMM_EXTENSION})" if row.method.endswith(")") else f"{row.method} ({ADMM_EXTENSION})"
 
 
 def _accuracy_cell(row) -> str:

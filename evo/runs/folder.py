@@ -43,6 +43,30 @@ class RunFolder:
         return str(self.meta.get("method") or "unknown")
 
     @property
+    def label(self) -> str:
+        """The method as `evo compare` names it. An ADMM run whose recipe differs from the default
+        (``ADMMSettings``) names the difference, e.g. 'admm (8+4 epochs)' or 'admm (uniform quantizer)':
+        ADMM with its own recipe and ADMM at the searches' compute are two methods of a study, not one
+        method with its seeds run twice."""
+        if self.method != "admm":
+            return self.method
+        from dataclasses import fields
+
+        from trainables.knapsack import ADMMSettings
+
+        default, config = ADMMSettings(), self.config
+        value = {f.name: config.get(f"admm_{f.name}", getattr(default, f.name)) for f in fields(ADMMSettings)}
+        parts = []
+        if (value["epochs"], value["fine_tune_epochs"]) != (default.epochs, default.fine_tune_epochs):
+            parts.append(f"{value['epochs']}+{value['fine_tune_epochs']} epochs")
+        if value["quantizer"] != default.quantizer:
+            parts.append(f"{value['quantizer']} quantizer")
+        parts += [f"{name} {value[name]:g}" if isinstance(value[name], float) else f"{name} {value[name]}"
+                  for name in value if name not in ("epochs", "fine_tune_epochs", "quantizer", "seed")
+                  and value[name] != getattr(default, name)]
+        return f"admm ({', '.join(parts)})" if parts else "admm"
+
+    @property
     def config(self) -> dict:
         return self.meta.get("config") or {}
 

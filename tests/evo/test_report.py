@@ -110,6 +110,24 @@ def test_refuses_different_datasets_and_repeated_seeds():
         per_seed_results([run_folder("evo", finals(0, 0.9), path="a"), run_folder("evo", finals(0, 0.8), path="c")])
 
 
+def test_admm_runs_with_other_recipes_are_methods_of_their_own():
+    def admm(path, **config):
+        rows = [trial(phase="final", label="bops=1/256", seed=s, steps=600, test_accuracy=0.9) for s in (0, 1)]
+        return run_folder("admm", rows, path=path, admm_batch_size=256, **config)
+
+    own = admm("own", admm_epochs=4, admm_fine_tune_epochs=2, admm_quantizer="kmeans")
+    equal = admm("equal", admm_epochs=8, admm_fine_tune_epochs=4, admm_quantizer="kmeans")
+    uniform = admm("uniform", admm_quantizer="uniform", admm_lr=0.05)
+    assert (own.label, equal.label) == ("admm", "admm (8+4 epochs)")
+    assert uniform.label == "admm (uniform quantizer, lr 0.05)"
+    summary = summarize(per_seed_results([own, equal, uniform]))
+    assert list(summary.method) == ["admm", "admm (8+4 epochs)", "admm (uniform quantizer, lr 0.05)"]
+    assert (summary.n == 2).all()
+    text = "\n".join(budget_table(summary))
+    assert f"| admm (8+4 epochs; {ADMM_EXTENSION}) | 2 |" in text
+    assert "| /runs/equal | admm (8+4 epochs) | 0, 1 |" in format_report([own, equal, uniform], summary)
+
+
 # -- sentences and tables ---------------------------------------------------------------------
 def summary_of(spec: dict[str, tuple[float, ...]], budget: str = "bops=1/256") -> pd.DataFrame:
     runs = [run_folder(method, [r for seed, acc in enumerate(accs) for r in finals(seed, acc, budget=budget)])
@@ -166,7 +184,7 @@ def test_table_flags_unequal_fine_tune_budgets_and_marks_admm_bops_as_extension(
     summary = summarize(per_seed_results(runs))
     bops = summary[summary.metric == "bops"]
     text = "\n".join(budget_table(bops))
-    assert f"| admm{ADMM_EXTENSION} | 2 | 90.00 ± 0.00 |" in text
+    assert f"| admm ({ADMM_EXTENSION}) | 2 | 90.00 ± 0.00 |" in text
     # hypervolume 0.5 x (1 - 500/1000); samples (20 + 20 + 200 steps) x 64 per seed
     assert "| evo | 1 | 93.00 (one seed) | 0.2500 | 100.0× | 10.0× | 1 / 2 | 2 | 3 | 3 | 15,360 | 3.0 |" in text
     # ADMM: 600 steps x 256 = 153,600 samples in 1 s; evo: 15,360 samples in 3 s (three trials of 1 s)
@@ -177,7 +195,7 @@ def test_table_flags_unequal_fine_tune_budgets_and_marks_admm_bops_as_extension(
     printed = compute_lines(summary)
     assert "compute per seed at bops=1/256 (fine-tune samples / trial seconds): evo 15,360 samples / 3.0 s, " \
            "admm 153,600 samples / 1.0 s" in printed and sum("Unequal compute" in line for line in printed) == 2
-    assert f"| admm{ADMM_EXTENSION} | 2 | 90.00 ± 0.00 | – |" in text  # ADMM screens nothing
+    assert f"| admm ({ADMM_EXTENSION}) | 2 | 90.00 ± 0.00 | – |" in text  # ADMM screens nothing
     assert "**Unequal fine-tune budgets between methods** (steps per trial, screen / final): evo 20 / 200, admm – / 600" in text
     size_text = "\n".join(budget_table(summary[summary.metric == "size_bits"]))
     assert "| admm | 1 |" in size_text and "extension" not in size_text and "Unequal" not in size_text
