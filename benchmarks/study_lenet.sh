@@ -8,12 +8,13 @@
 # fine-tuned 500 steps with 2 seeds), so the searches get the same fine-tune samples; `evo compare`
 # counts each method's samples and trial seconds and flags a method that got >10 % more.
 # ADMM runs its own CPU recipe (4 ADMM + 2 fine-tune epochs), one trial per budget x seed; the method
-# admm-equal runs it longer (8 + 4 epochs), at the searches' fine-tune samples.
+# admm-equal runs it longer (8 + 4 epochs), at the searches' fine-tune samples; admm-uniform
+# runs it with the evolved policies' uniform per-channel grid in place of its k-means codebook.
 #
 # Usage: benchmarks/study_lenet.sh [STORAGE] [SEEDS]          (default: runs/study, 3)
 #   BUDGETS="bops=1/128 bops=1/512" METHODS="evo random optuna admm" benchmarks/study_lenet.sh
 # narrows it (the defaults: all four budgets, the five methods; add admm-equal to METHODS for ADMM at
-# the searches' compute). A finished run is skipped, so
+# the searches' compute, admm-uniform for ADMM on evo's uniform grid). A finished run is skipped, so
 # the script can be re-run to continue; a run that stopped part-way is resumed (--resume).
 set -euo pipefail
 STORAGE=${1:-runs/study}
@@ -48,11 +49,15 @@ for budget in $BUDGETS; do
       # 665,600 samples, ADMM's 8 + 4 epochs of 54,000 training images (batch 256) 648,000
       admm-equal) run "admm-equal-$tag" $EVO baseline admm "${DATA[@]}" --budget "$budget" --seeds "$SEEDS" \
                     --epochs "${ADMM_EQUAL_EPOCHS:-8}" --fine-tune-epochs "${ADMM_EQUAL_FINE_TUNE_EPOCHS:-4}" ;;
+      # ADMM on the evolved policies' uniform per-channel grid instead of its k-means codebook:
+      # tells the quantizer's share of a gap from the search's
+      admm-uniform) run "admm-uniform-$tag" $EVO baseline admm "${DATA[@]}" --budget "$budget" --seeds "$SEEDS" \
+                      --quantizer uniform ;;
       evo) for seed in $(seq 0 $((SEEDS - 1))); do
              run "evo-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
       uniform|random|optuna) for seed in $(seq 0 $((SEEDS - 1))); do
              run "$method-$tag-s$seed" $EVO baseline "$method" "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
-      *) echo "unknown method $method; valid: evo uniform random optuna admm admm-equal" >&2; exit 2 ;;
+      *) echo "unknown method $method; valid: evo uniform random optuna admm admm-equal admm-uniform" >&2; exit 2 ;;
     esac
   done
 done
