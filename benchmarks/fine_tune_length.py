@@ -11,6 +11,7 @@ is read.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from evo.runs.summary import describe_policy
     from trainables.policy_trial import evaluate_policy
 
     torch.set_num_threads(args.threads)
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
         p.error(f"--genome has {len(genome)} genes; {args.model}'s space has {space.n_genes}")
     policy = space.decode(genome)
     print(f"base: val {base.val_accuracy:.4f}; genome cost {cost_fn(genome):.6g}; "
-          + " ".join(f"{n}:s{lp.sparsity:g}/w{lp.weight_bits}a{lp.activation_bits}" for n, lp in policy.layers))
+          f"{describe_policy(json.dumps(policy.to_dict()))}")
     for count in steps:
         started = time.perf_counter()
         result = evaluate_policy(policy, splits=splits, base_state=base.state_dict, specs=specs,

@@ -19,6 +19,7 @@ in-process, without Ray.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
     import torch
     from scipy.stats import spearmanr
 
+    from evo.runs.summary import describe_policy
     from trainables.policy_trial import evaluate_policy
 
     if args.threads:
@@ -123,8 +125,7 @@ def main(argv=None) -> int:
     for genome in genomes:
         screened.append(val_accuracy(genome, args.seed, args.screen_steps))
         final.append(val_accuracy(genome, args.seed, args.final_steps))
-        layers = " ".join(f"{n}:s{p.sparsity:g}/w{p.weight_bits}a{p.activation_bits}"
-                          for n, p in space.decode(genome).layers)
+        layers = describe_policy(json.dumps(space.decode(genome).to_dict()))
         print(f"{cost_fn(genome):12.4g} {screened[-1]:9.4f} {final[-1]:9.4f}  {layers}", flush=True)
     rho = spearmanr(screened, final).statistic
     print(f"(b) Spearman(screened at {args.screen_steps} steps, final at {args.final_steps} steps) over "
