@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from evo.runs.summary import average_repeats
+from evo.runs.summary import best_final
 from hardware.budget import parse_budget
 
 SEARCH_METHODS = ("evo", "random", "optuna")  # methods with a hypervolume-vs-trials curve
@@ -60,13 +60,13 @@ def _rung_text(search: pd.DataFrame) -> str | None:
 
 
 def _best_final(group: pd.DataFrame) -> dict:
-    """The final policy within the budget with the best validation accuracy (the cheaper on a
-    tie), a policy fine-tuned with several seeds counted by its means (``average_repeats``)."""
+    """The run's final policy as ``evo.runs.summary.best_final`` chooses it (best mean validation
+    accuracy within the budget, the cheaper on a tie): its test accuracy and costs."""
     finals = group[(group.phase == "final") & (group.status == "ok") & (group.violation.fillna(1) <= 0)]
-    if finals.empty:
+    best = best_final(finals.to_dict("records"))
+    if best is None:
         return {name: math.nan for name in ("test_accuracy", "cost", *COST_COLUMNS)}
-    averaged = pd.DataFrame(average_repeats(finals.to_dict("records")))
-    pick = averaged.sort_values(["accuracy", "cost"], ascending=[False, True]).iloc[0]
+    pick = pd.Series(best)
     return {"test_accuracy": pick.test_accuracy, "cost": pick.cost, "bops_vs_fp32": pick.bops_vs_fp32,
             "bops_vs_int8": pick.bops_vs_int8, "size_kib": pick.size_bits / 8192,
             "honest_kib": pick.size_bits_honest / 8192, "energy_uj": pick.energy_pj / 1e6,

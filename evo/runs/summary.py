@@ -47,9 +47,16 @@ def best_final(rows: Iterable[Mapping]) -> dict | None:
     its ``average_repeats`` row (first repeat's row, accuracies replaced by the means), or None when
     no final policy is within the budget. What `evo export` ships and ``evo.search`` returns (the
     final table's "best evolved" line chooses among the front's policies the same way); the test
-    split never selects."""
+    split never selects. Of two policies with the same mean validation accuracy the cheaper wins
+    (the lower ``cost``; rows without one last). `evo compare` chooses each run's policy here too."""
     feasible = [r for r in rows if r.get("status") == "ok" and (r.get("violation") or 0) <= 0]
-    return max(average_repeats(feasible), key=lambda r: r["accuracy"], default=None)
+
+    def rank(r):
+        cost = r.get("cost")
+        cost = math.inf if cost is None or math.isnan(float(cost)) else float(cost)
+        return r["accuracy"], -cost
+
+    return max(average_repeats(feasible), key=rank, default=None)
 
 
 def describe_policy(policy_json: str, fixed_pruning=()) -> str:

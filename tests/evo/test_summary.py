@@ -83,3 +83,16 @@ def test_best_final_takes_the_best_mean_validation_within_the_budget():
     assert best["genome_key"] == "b" and best["repeats"] == 2 and best["repeat"] == 0
     assert abs(best["accuracy"] - 0.895) < 1e-12 and abs(best["test_accuracy"] - 0.91) < 1e-12
     assert best_final(rows[4:]) is None and best_final([]) is None
+
+
+def test_best_final_breaks_a_validation_tie_by_the_cheaper_policy_in_either_order():
+    """`evo compare` and `evo export` choose with this one helper: a tie on mean validation
+    accuracy goes to the cheaper policy, whichever came first."""
+    from evo.runs.summary import best_final
+
+    dear = {**row("pareto", 0.90, 0.95), "genome_key": "dear", "repeat": 0, "violation": 0.0, "cost": 2.0}
+    cheap = {**row("pareto", 0.90, 0.85), "genome_key": "cheap", "repeat": 0, "violation": 0.0, "cost": 1.0}
+    unpriced = {**row("pareto", 0.90, 0.99), "genome_key": "unpriced", "repeat": 0, "violation": 0.0, "cost": None}
+    assert best_final([dear, cheap])["genome_key"] == "cheap"
+    assert best_final([cheap, dear, unpriced])["genome_key"] == "cheap"
+    assert best_final([unpriced, {**dear, "accuracy": 0.91}])["genome_key"] == "dear"
