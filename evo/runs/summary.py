@@ -50,13 +50,15 @@ def best_final(rows: Iterable[Mapping]) -> dict | None:
     split never selects. Of two policies with the same mean validation accuracy the cheaper wins
     (the lower ``cost``; rows without one last). `evo compare` chooses each run's policy here too."""
     feasible = [r for r in rows if r.get("status") == "ok" and (r.get("violation") or 0) <= 0]
+    return max(average_repeats(feasible), key=validation_rank, default=None)
 
-    def rank(r):
-        cost = r.get("cost")
-        cost = math.inf if cost is None or math.isnan(float(cost)) else float(cost)
-        return r["accuracy"], -cost
 
-    return max(average_repeats(feasible), key=rank, default=None)
+def validation_rank(row: Mapping) -> tuple:
+    """Sort key of a final policy: its (mean) validation accuracy, then the lower ``cost``
+    (a row without one ranks below any that has one)."""
+    cost = row.get("cost")
+    cost = math.inf if cost is None or math.isnan(float(cost)) else float(cost)
+    return row["accuracy"], -cost
 
 
 def describe_policy(policy_json: str, fixed_pruning=()) -> str:
@@ -101,7 +103,7 @@ def format_final_table(rows: list[dict], prep, *, versus_uniform: bool = False) 
     if not versus_uniform:
         return "\n".join(lines)
     ok = [r for r in rows if r["repeats"] > 0]
-    best_front = max((r for r in ok if r["label"].startswith("pareto")), key=lambda r: r["accuracy"], default=None)
+    best_front = max((r for r in ok if r["label"].startswith("pareto")), key=validation_rank, default=None)
     uniform = next((r for r in ok if r["label"].endswith("best uniform")), None)
     if best_front is not None and uniform is not None:
         gap = best_front["test_accuracy"] - uniform["test_accuracy"]

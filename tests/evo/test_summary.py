@@ -96,3 +96,15 @@ def test_best_final_breaks_a_validation_tie_by_the_cheaper_policy_in_either_orde
     assert best_final([dear, cheap])["genome_key"] == "cheap"
     assert best_final([cheap, dear, unpriced])["genome_key"] == "cheap"
     assert best_final([unpriced, {**dear, "accuracy": 0.91}])["genome_key"] == "dear"
+
+
+def test_the_gap_line_breaks_a_validation_tie_as_best_final_does():
+    """The final table's evolved policy is the one `evo export` ships: on a tie, the cheaper."""
+    from evo.runs.summary import best_final
+
+    rows = [{**row("pareto", 0.88, 0.80), "genome_key": "dear", "cost": 1.5},
+            {**row("pareto", 0.88, 0.90), "genome_key": "cheap", "cost": 1.0},
+            {**row("best uniform", 0.86, 0.84), "genome_key": "u"}]
+    last = format_final_table(rows, PREP, versus_uniform=True).splitlines()[-1]
+    assert best_final(rows)["genome_key"] == "cheap"
+    assert last.endswith("+6.00 points of test accuracy"), last  # cheap's 0.90 against 0.84
