@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 SEARCH_OVERRIDES = ("model", "model_args", "weights", "dataset", "data_dir", "budget", "target", "generations", "population", "seed",
-                    "fine_tune_steps", "rungs", "rung_factor", "storage", "name", "address", "gpus_per_trial", "cpus_per_trial",
+                    "fine_tune_steps", "rungs", "rung_factor", "pretrain_epochs", "storage", "name", "address", "gpus_per_trial", "cpus_per_trial",
                     "max_concurrent", "verbose")
 
 
@@ -60,8 +60,12 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rungs", type=int, help="successive-halving rungs per generation (1: off; evo search only)")
     p.add_argument("--rung-factor", type=int, dest="rung_factor",
                    help="successive halving: 1/F of a rung is promoted to an F times longer fine-tune")
+    p.add_argument("--pretrain-epochs", type=int, dest="pretrain_epochs",
+                   help="base model epochs when evo pretrains it (default: the model's recipe; not with --weights)")
     p.add_argument("--name", help="run folder name under --storage")
-    p.add_argument("--resume", action="store_true", help="continue the run in <storage>/<name>")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in <storage>/<name> (evo search only; the uniform, random and optuna "
+                        "baselines do not resume)")
     add_ray_args(p)
 
 

@@ -70,6 +70,9 @@ class RunSettings:
         check_number("val_fraction", self.val_fraction, above=0.0, below=0.5)
         if self.pretrain_epochs is not None:
             check_int("pretrain_epochs", self.pretrain_epochs, minimum=1)
+            if self.weights is not None:
+                raise ValueError(f"pretrain_epochs={self.pretrain_epochs} with weights={self.weights!r}: the base model "
+                                 "is read from the weights and nothing is pretrained; give one of the two")
         check_positive("cpus_per_trial", self.cpus_per_trial)
         check_number("gpus_per_trial", self.gpus_per_trial, minimum=0.0)  # fractions such as 0.25 pack trials
         check_int("max_concurrent", self.max_concurrent, minimum=0)

@@ -36,6 +36,7 @@ def run_cli(argv, capsys):
     (["--rungs", "0"], "rungs=0 must be an integer in [1, 4]"),
     (["--rungs", "3", "--rung-factor", "10"], "under one step at fine_tune_steps=40"),
     (["--rungs", "2", "--rung-factor", "1"], "rung_factor=1 must be an integer in [2, 10]"),
+    (["--pretrain-epochs", "0"], "pretrain_epochs=0 must be an integer >= 1"),
 ])
 def test_bad_search_input_exits_2_and_writes_nothing(flags, needle, storage, capsys, monkeypatch, tmp_path):
     import ray
@@ -44,6 +45,32 @@ def test_bad_search_input_exits_2_and_writes_nothing(flags, needle, storage, cap
     code, err = run_cli(["search", "--preset", "smoke", "--storage", str(storage), *flags], capsys)
     assert code == 2 and needle in err, err
     assert not storage.exists() and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("command", [["search", "--preset", "smoke"], ["baseline", "random", "--preset", "smoke"],
+                                     ["baseline", "admm", "--model", "lenet5", "--dataset", "fashion-mnist",
+                                      "--budget", "size=1/100", "--seeds", "1"]])
+def test_pretrain_epochs_beside_weights_is_refused_before_ray(command, tmp_path, storage, capsys):
+    import ray
+
+    weights = tmp_path / "base.pt"
+    weights.write_bytes(b"not read: the flags conflict first")
+    code, err = run_cli([*command, "--weights", str(weights), "--pretrain-epochs", "3", "--storage", str(storage)],
+                        capsys)
+    assert code == 2 and "pretrain_epochs=3 with weights=" in err and "give one of the two" in err, err
+    assert not storage.exists() and not ray.is_initialized()
+
+
+def test_pretrain_epochs_flag_reaches_the_config_of_search_and_the_baselines():
+    from evo.cli import build_parser
+    from evo.cli.args import config_from_args
+    from evo.cli.baseline import baseline_config
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["search", "--pretrain-epochs", "3"])).pretrain_epochs == 3
+    assert config_from_args(parser.parse_args(["search"])).pretrain_epochs is None
+    args = parser.parse_args(["baseline", "optuna", "--pretrain-epochs", "4"])
+    assert baseline_config(args).pretrain_epochs == 4
 
 
 def test_unknown_yaml_keys_name_them(tmp_path, storage, capsys):
