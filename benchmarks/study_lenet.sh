@@ -15,7 +15,8 @@
 #   BUDGETS="bops=1/128 bops=1/512" METHODS="evo random optuna admm" benchmarks/study_lenet.sh
 # narrows it (the defaults: all four budgets, the five methods; add admm-equal to METHODS for ADMM at
 # the searches' compute, admm-uniform for ADMM on evo's uniform grid). A finished run is skipped, so
-# the script can be re-run to continue; a run that stopped part-way is resumed (--resume).
+# the script can be re-run to continue; an evo or ADMM run that stopped part-way is resumed (--resume),
+# a uniform, random or optuna run (they do not resume) is moved to STORAGE/.stopped/ and started again.
 set -euo pipefail
 STORAGE=${1:-runs/study}
 SEEDS=${2:-3}
@@ -40,6 +41,16 @@ run() {  # run NAME COMMAND...: skip when finished, resume when started, else st
   echo "== $name: finished in $((SECONDS - t0)) s"
 }
 
+restart() {  # restart NAME COMMAND...: as run, for a method that cannot resume
+  local name=$1
+  if started "$name" && ! finished "$name"; then
+    local aside="$STORAGE/.stopped/$name-$(date -u +%Y%m%dT%H%M%S)"
+    mkdir -p "$STORAGE/.stopped" && mv "$STORAGE/$name" "$aside"
+    echo "== $name: stopped part-way before and cannot resume; moved to $aside, starting again"
+  fi
+  run "$@"
+}
+
 for budget in $BUDGETS; do
   tag=${budget/=1\//}  # bops=1/512 -> bops512
   for method in $METHODS; do
@@ -56,7 +67,7 @@ for budget in $BUDGETS; do
       evo) for seed in $(seq 0 $((SEEDS - 1))); do
              run "evo-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
       uniform|random|optuna) for seed in $(seq 0 $((SEEDS - 1))); do
-             run "$method-$tag-s$seed" $EVO baseline "$method" "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
+             restart "$method-$tag-s$seed" $EVO baseline "$method" "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
       *) echo "unknown method $method; valid: evo uniform random optuna admm admm-equal admm-uniform" >&2; exit 2 ;;
     esac
   done
