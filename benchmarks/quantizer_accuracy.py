@@ -3,7 +3,7 @@
 Uniform W3A3 at 80% and W2A2 at 50% unstructured sparsity, fine-tuned 80 and 500 steps from
 the cached 3-epoch base (``trainables.pretrain``), with and without distillation from the
 float base (T = 4, half of the loss) when the code supports it. One seed; read differences
-of a few tenths as noise (DESIGN.md "Noise swamps the differences").
+of a few tenths as noise (the README's screen-noise figures: 0.16-0.39 points over 5 seeds).
 
     python benchmarks/quantizer_accuracy.py [--steps 80,500] [--distill]
 """
