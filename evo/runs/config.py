@@ -128,7 +128,7 @@ class SearchConfig(RunSettings):
     activation_bit_choices: tuple[int, ...] | None = None
     # the genetic algorithm
     population: int = 10
-    generations: int = 6
+    generations: int = 4
     seed: int = 0
     crossover_prob: float = 0.9
     # each trial's fine-tune
@@ -136,7 +136,7 @@ class SearchConfig(RunSettings):
     batch_size: int = 128
     lr: float = 0.01
     final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
-    final_top: int = 3  # how many Pareto policies (the most accurate) get it, beside the best uniform one
+    final_top: int = 2  # how many Pareto policies (the most accurate) get it, beside the best uniform one
     final_seeds: int = 2  # fine-tunes of each final policy (seed, seed + 1, ...): its mean and spread
     scale_lr: float = 0.05  # learned quantizer step sizes (LSQ); 0 keeps the initial MSE grids
     distill_temperature: float = 4.0

@@ -130,3 +130,14 @@ def test_a_run_older_than_a_setting_resumes_while_the_setting_keeps_its_default(
     assert check_run_dir(cfg, resume=True)["config"] == older
     with pytest.raises(ValueError, match=r"final_seeds: 2 -> 3"):
         check_run_dir(cfg.replace(final_seeds=3), resume=True)
+
+
+def test_the_config_class_defaults_are_the_default_preset():
+    """The Python API's SearchConfig() and the CLI's embedded default are one search."""
+    from dataclasses import asdict
+
+    from evo.runs.config import SearchConfig, load_preset
+
+    defaults = asdict(SearchConfig())
+    differing = {k: (defaults[k], v) for k, v in load_preset("default").items() if defaults[k] != v}
+    assert differing == {}
