@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from evo.compare.tables import METHOD_ORDER, SEARCH_METHODS, budget_key, top_fidelity
+from evo.runs.folder import name_recipes
 
 
 def _figure(panels: int):
@@ -19,12 +20,21 @@ def _figure(panels: int):
     return fig, list(fig.subplots(1, max(panels, 1), squeeze=False)[0])
 
 
+_EXTRA_COLORS = ("C5", "C6", "C8", "C9", "C7")
+_extra: dict[str, str] = {}  # a label outside METHOD_ORDER ('admm (8+4 epochs)', 'evo (final_top 1)') -> its colour
+
+
 def _color(method: str) -> str:
-    return f"C{METHOD_ORDER.index(method)}" if method in METHOD_ORDER else "C7"
+    """The same colour for one method label in every figure of a report; a label that is not a
+    plain method name takes the next of the spare colours, in the order labels are first drawn."""
+    if method in METHOD_ORDER:
+        return f"C{METHOD_ORDER.index(method)}"
+    return _extra.setdefault(method, _EXTRA_COLORS[len(_extra) % len(_EXTRA_COLORS)])
 
 
 def final_points(runs) -> pd.DataFrame:
     """Every final policy within its budget (all seeds), for the Pareto plot."""
+    name_recipes(runs)
     frames = []
     for run in runs:
         t = run.trials
@@ -68,6 +78,7 @@ def hypervolume_curves(runs) -> list[dict]:
     order trials finished (the archive hypervolume `evo search` logs at each generation's end)."""
     from evo.core.indicators import hypervolume
 
+    name_recipes(runs)
     curves = []
     for run in runs:
         if run.method not in SEARCH_METHODS:
@@ -83,7 +94,7 @@ def hypervolume_curves(runs) -> list[dict]:
                     values.append(hypervolume(points, limit))
                 else:  # a failed or over-budget trial spends a trial and adds nothing
                     values.append(values[-1] if values else 0.0)
-            curves.append({"method": run.method, "budget": budget, "run": str(run.path),
+            curves.append({"method": run.label, "budget": budget, "run": str(run.path),
                            "budget_key": budget_key(budget, limit), "hypervolume": np.array(values)})
     return curves
 

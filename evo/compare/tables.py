@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 
+from evo.runs.folder import name_recipes
 from evo.runs.summary import best_final
 from hardware.budget import parse_budget
 
@@ -87,7 +88,9 @@ def _screened_hypervolume(search: pd.DataFrame, limit: pd.Series) -> float:
 
 
 def per_seed_results(runs) -> pd.DataFrame:
-    """One row per run, budget and seed: the chosen final policy, its costs, the trials and compute spent."""
+    """One row per run, budget and seed: the chosen final policy, its costs, the trials and compute
+    spent. Runs of one method with different recipes are methods of their own (``name_recipes``)."""
+    name_recipes(runs)
     rows = []
     for run in runs:
         trials = run.trials[(run.trials.phase != "uniform") & (run.trials.label.fillna("") != "best uniform")]
@@ -135,8 +138,9 @@ def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
                     "steps": fidelity + (f" (rungs {', '.join(rungs)})" if rungs else "")})
     table = pd.DataFrame(out)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    table["order"] = [order.get(m, len(order)) for m in table.method]
-    return table.sort_values(["metric", "limit", "order"]).drop(columns="order").reset_index(drop=True)
+    # a recipe's label ('evo (final_top 1)', 'admm (8+4 epochs)') sorts after its method's plain name
+    table["order"] = [order.get(m.split(" (")[0], len(order)) for m in table.method]
+    return table.sort_values(["metric", "limit", "order", "method"]).drop(columns="order").reset_index(drop=True)
 
 
 def _steps(pair) -> str:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from pathlib import Path
 
 from evo.runs.parquet import read_table
@@ -37,6 +39,7 @@ class RunFolder:
 
     def __init__(self, path: Path, meta: dict, trials):
         self.path, self.meta, self.trials = path, meta, trials
+        self.recipe_label = ""  # set by name_recipes: how this search's recipe differs from the others'
 
     @property
     def method(self) -> str:
@@ -47,11 +50,10 @@ class RunFolder:
         """The method as `evo compare` names it. An ADMM run whose recipe differs from the default
         (``ADMMSettings``) names the difference, e.g. 'admm (8+4 epochs)' or 'admm (uniform quantizer)':
         ADMM with its own recipe and ADMM at the searches' compute are two methods of a study, not one
-        method with its seeds run twice."""
+        method with its seeds run twice. A search run's name carries its recipe when the compared runs
+        of its method have several (``name_recipes``)."""
         if self.method != "admm":
-            return self.method
-        from dataclasses import fields
-
+            return f"{self.method} ({self.recipe_label})" if self.recipe_label else self.method
         from trainables.knapsack import ADMMSettings
 
         default, config = ADMMSettings(), self.config
@@ -71,6 +73,12 @@ class RunFolder:
         return self.meta.get("config") or {}
 
     @property
+    def recipe(self) -> dict:
+        """A search run's settings that decide its result besides the budget, the seed and the base
+        model (``search_recipe``)."""
+        return search_recipe(self.config)
+
+    @property
     def batch_size(self) -> int | None:
         """Fine-tune samples per step: the run's batch size (an ADMM run's is its recipe's,
         ``admm_batch_size``: ADMMConfig.to_dict flattens the recipe with an ``admm_`` prefix)."""
@@ -78,6 +86,51 @@ class RunFolder:
         value = config.get("batch_size", config.get("admm_batch_size"))
         return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
+
+
+def search_recipe(config: dict) -> dict:
+    """The settings of a search run (evo search, the uniform/random/optuna baselines) that decide
+    its result besides the budget, the seed and the base model: every ``SearchConfig`` field but
+    the model, data, Ray and folder ones (``RunSettings``), budget, target and seed; a setting
+    absent from ``config`` (a run older than it) takes its default."""
+    from evo.runs.config import RunSettings, SearchConfig
+
+    skip = {f.name for f in fields(RunSettings)} | {"budget", "target", "seed", "extra"}
+    defaults = SearchConfig()
+    recipe = {}
+    for f in fields(SearchConfig):
+        if f.init and f.name not in skip:
+            value = config.get(f.name, getattr(defaults, f.name))
+            recipe[f.name] = list(value) if isinstance(value, tuple) else value
+    return recipe
+
+
+def name_recipes(runs) -> None:
+    """Runs of one search method with different recipes are different methods of a comparison (a
+    study of evo's default against evo with longer finals is not one method with its seeds run
+    twice): each such run is named by the settings, among those that differ between the method's
+    runs, in which it differs from the defaults, e.g. 'evo (final_steps 2250, final_top 1)'. Runs
+    of one recipe keep the method's name. ADMM's runs name their recipe themselves
+    (``RunFolder.label``). Idempotent: `evo compare` calls it wherever runs are grouped."""
+    defaults = search_recipe({})
+    by_method: dict[str, list] = {}
+    for run in runs:
+        if run.method != "admm":
+            by_method.setdefault(run.method, []).append(run)
+    for group in by_method.values():
+        recipes = [run.recipe for run in group]
+        varying = [key for key in defaults if len({json.dumps(r[key], sort_keys=True) for r in recipes}) > 1]
+        for run, recipe in zip(group, recipes):
+            run.recipe_label = ", ".join(f"{key} {_setting(recipe[key])}" for key in varying
+                                         if recipe[key] != defaults[key])
+
+
+def _setting(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_setting(v) for v in value) + "]"
+    return str(value)
 
 
 def read_run(run_dir: str | Path) -> RunFolder:
