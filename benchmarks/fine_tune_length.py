@@ -31,24 +31,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in a one-CPU trial)")
     args = p.parse_args(argv)
     try:
-        genome = tuple(int(g) for g in args.genome.split(","))
         steps = [int(s) for s in args.steps.split(",")]
     except ValueError:
-        p.error(f"--genome {args.genome!r} and --steps {args.steps!r} must be comma-separated integers")
+        p.error(f"--steps {args.steps!r} must be comma-separated integers")
     if any(s < 1 for s in steps):
         p.error(f"--steps {args.steps!r}: every step count must be >= 1")
-
-    import torch
 
     from evo.runs.summary import describe_policy
     from trainables.policy_trial import evaluate_policy
 
-    torch.set_num_threads(args.threads)
-    setup_args = rank_fidelity.parse_args(["--model", args.model, "--dataset", args.dataset, "--budget", args.budget,
-                                           "--policies", "3"])
-    splits, base, specs, space, cost_fn, _, make_settings = rank_fidelity.setup(setup_args)
-    if len(genome) != space.n_genes:
-        p.error(f"--genome has {len(genome)} genes; {args.model}'s space has {space.n_genes}")
+    splits, base, specs, space, cost_fn, make_settings, genome = rank_fidelity.setup_genome(p, args,
+                                                                                            threads=args.threads)
     policy = space.decode(genome)
     print(f"base: val {base.val_accuracy:.4f}; genome cost {cost_fn(genome):.6g}; "
           f"{describe_policy(json.dumps(policy.to_dict()))}")

@@ -51,6 +51,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def setup_genome(parser: argparse.ArgumentParser, args: argparse.Namespace, *, threads: int | None):
+    """For the one-genome benchmarks (fine_tune_length.py, size_levers.py): the search's
+    preparation for ``args.model`` / ``args.dataset`` / ``args.budget`` and ``args.genome`` (comma-
+    separated gene indices) checked against its space; exits through ``parser`` on a bad genome.
+    Returns (splits, base, specs, space, cost_fn, make_settings, genome)."""
+    try:
+        genome = tuple(int(g) for g in args.genome.split(","))
+    except ValueError:
+        parser.error(f"--genome {args.genome!r} must be comma-separated integers")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    splits, base, specs, space, cost_fn, _, make_settings = setup(parse_args(
+        ["--model", args.model, "--dataset", args.dataset, "--budget", args.budget, "--policies", "3"]))
+    if len(genome) != space.n_genes:
+        parser.error(f"--genome has {len(genome)} genes; {args.model}'s space has {space.n_genes}")
+    return splits, base, specs, space, cost_fn, make_settings, genome
+
+
 def spread_over_cost(genomes, cost_fn, count: int) -> list:
     """``count`` genomes at evenly spaced ranks of the cost order (cheapest and dearest included)."""
     ordered = sorted(set(genomes), key=cost_fn)
