@@ -14,7 +14,9 @@
 # Usage: benchmarks/study_lenet.sh [STORAGE] [SEEDS]          (default: runs/study, 3)
 #   BUDGETS="bops=1/128 bops=1/512" METHODS="evo random optuna admm" benchmarks/study_lenet.sh
 # narrows it (the defaults: all four budgets, the five methods; add admm-equal to METHODS for ADMM at
-# the searches' compute, admm-uniform for ADMM on evo's uniform grid). A finished run is skipped, so
+# the searches' compute, admm-uniform for ADMM on evo's uniform grid, evo-long-final for evo with a
+# short search and one long final, benchmarks/size_long_final.yaml, evo-long-final-fill for the same
+# with the final policy grown to the budget). A finished run is skipped, so
 # the script can be re-run to continue; an evo or ADMM run that stopped part-way is resumed (--resume),
 # a uniform, random or optuna run (they do not resume) is moved to STORAGE/.stopped/ and started again.
 set -euo pipefail
@@ -66,9 +68,17 @@ for budget in $BUDGETS; do
                       --quantizer uniform ;;
       evo) for seed in $(seq 0 $((SEEDS - 1))); do
              run "evo-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
+      # evo with a short search and one long final (benchmarks/size_long_final.yaml): 645,120 samples
+      evo-long-final) for seed in $(seq 0 $((SEEDS - 1))); do
+             run "evo-long-final-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed" \
+               --config benchmarks/size_long_final.yaml; done ;;
+      # the same with the final policy grown to the budget (benchmarks/size_long_final_fill.yaml)
+      evo-long-final-fill) for seed in $(seq 0 $((SEEDS - 1))); do
+             run "evo-long-final-fill-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed" \
+               --config benchmarks/size_long_final_fill.yaml; done ;;
       uniform|random|optuna) for seed in $(seq 0 $((SEEDS - 1))); do
              restart "$method-$tag-s$seed" $EVO baseline "$method" "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
-      *) echo "unknown method $method; valid: evo uniform random optuna admm admm-equal admm-uniform" >&2; exit 2 ;;
+      *) echo "unknown method $method; valid: evo evo-long-final evo-long-final-fill uniform random optuna admm admm-equal admm-uniform" >&2; exit 2 ;;
     esac
   done
 done

@@ -41,6 +41,16 @@ def compressing_moves(genome: tuple[int, ...], space: SearchSpace) -> Iterator[t
             yield genome[:position] + (index,) + genome[position + 1:]
 
 
+def expanding_moves(genome: tuple[int, ...], space: SearchSpace) -> Iterator[tuple[int, ...]]:
+    """Every genome one step less compressed than ``genome`` (one pruning index down, one bit
+    index up), in gene order: the inverse of ``compressing_moves``."""
+    for position, (low, high) in enumerate(space.gene_bounds()):
+        step = -1 if position % GENES_PER_LAYER == PRUNE_GENE else 1
+        index = genome[position] + step
+        if low <= index <= high:
+            yield genome[:position] + (index,) + genome[position + 1:]
+
+
 def _cost(cost_fn: CostFn, genome: tuple[int, ...]) -> float:
     cost = float(cost_fn(genome))
     if math.isnan(cost):

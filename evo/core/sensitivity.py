@@ -7,7 +7,11 @@ sum over layers of its choices' entries. ``guided_genomes`` walks from the least
 genome towards cheaper ones, one gene step at a time, always taking the step that costs the
 least distortion per unit of cost saved (the greedy solution of the multiple-choice knapsack
 that HAWQ-V3 solves as an integer program), and keeps the genome it holds when its cost first
-fits each fraction of the budget. The walk prices genomes with the run's own ``cost_fn``, so
+fits each fraction of the budget. ``filled_genome`` walks the other way: from a chosen genome it
+takes, step by step, the gene move that removes the most predicted distortion per unit of cost
+added, as long as the genome stays within the budget, so a final policy uses the budget it was
+given (a screened policy at 70 % of a size budget leaves capacity a long fine-tune could use). The
+walks price genomes with the run's own ``cost_fn``, so
 couplings between layers (channel pruning's shared masks) are priced as they are.
 
 Pure Python: no torch, no Ray.
@@ -19,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from evo.core.repair import CostFn, _cost, compressing_moves
+from evo.core.repair import CostFn, _cost, compressing_moves, expanding_moves
 from evo.core.space import GENES_PER_LAYER, SearchSpace
 
 GUIDED_FRACTIONS = (1.0, 0.85, 0.7, 0.55)  # of the budget: one guided genome each (repeats dropped)
@@ -95,3 +99,33 @@ def guided_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, sensitivit
         _, genome, cost = best
         distortion = sensitivity.distortion(genome)
     return list(dict.fromkeys(found[f] for f in fractions if f in found))
+
+
+def filled_genome(genome: Sequence[int], space: SearchSpace, cost_fn: CostFn, limit: float,
+                  sensitivity: Sensitivity) -> tuple[int, ...]:
+    """``genome`` grown within ``limit``: while some single step less compression (``expanding_moves``)
+    still fits and lowers the predicted distortion, take the one that lowers it most per unit of
+    cost added (a step that adds no cost and lowers it is taken first; ties keep the earlier gene).
+    A genome over ``limit`` is refused; one no step can improve comes back as it is."""
+    sensitivity.check(space)
+    genome = space.check_genome(genome)
+    cost = _cost(cost_fn, genome)
+    if not cost <= limit:
+        raise ValueError(f"genome {genome} costs {cost:g}, over the limit {limit:g}: only a genome within the "
+                         "budget is filled")
+    distortion = sensitivity.distortion(genome)
+    while True:
+        best = None
+        for move in expanding_moves(genome, space):
+            move_cost = _cost(cost_fn, move)
+            gain = distortion - sensitivity.distortion(move)
+            if move_cost > limit or gain <= 0:
+                continue
+            added = move_cost - cost
+            value = math.inf if added <= 0 else gain / added  # distortion removed per unit of cost added
+            if best is None or value > best[0] or (value == best[0] == math.inf and gain > best[3]):
+                best = (value, move, move_cost, gain)
+        if best is None:
+            return genome
+        _, genome, cost, _ = best
+        distortion = sensitivity.distortion(genome)

@@ -5,6 +5,7 @@ budget, which the final table compares the evolved policies with."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 from evo.core.genome import genome_from_key, genome_key
@@ -19,19 +20,27 @@ class Evolve(PolicyMethod):
     name = "evo"
 
     def screen(self, session: Session) -> Screened:
-        population = self._search(session)
+        prep = session.prep
+        sensitivity = functools.cache(lambda: run_sensitivity(prep, session.log))  # measured once, when needed
+        population = self._search(session, sensitivity)
         evaluated = [(tuple(r["genome"]), r["accuracy"], r["cost"], r["violation"], r["generation"])
                      for r in top_rung(population) if not r["failed"]]
         uniform = best_uniform(session, population)
+        refine = None
+        if prep.cfg.final_fill and sensitivity() is not None:
+            from evo.core.sensitivity import filled_genome
+
+            def refine(genome: tuple) -> tuple:
+                return filled_genome(genome, prep.space, prep.cost_fn, prep.limit, sensitivity())
         return Screened(evaluated=evaluated, extra_finals=[("best uniform", uniform)] if uniform else [],
-                        generations=list(population.generation_stats))
+                        generations=list(population.generation_stats), refine=refine)
 
     def table(self, session: Session, finals: list[dict]) -> str:
         from evo.runs.summary import format_final_table
 
         return format_final_table(finals, session.prep, versus_uniform=True)
 
-    def _search(self, session: Session):
+    def _search(self, session: Session, sensitivity):
         from evo.core.population import Candidate, Population
         from evo.runs.recorder import FanOut, SearchRecorder
         from evo.runs.resume import load_saved, unlogged_trainings
@@ -46,7 +55,8 @@ class Evolve(PolicyMethod):
         if loaded is None:
             population = Population(space=prep.space, cost_fn=prep.cost_fn, limit=prep.limit,
                                     population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
-                                    crossover_prob=cfg.crossover_prob, guided=guided_policies(prep, log),
+                                    crossover_prob=cfg.crossover_prob,
+                                    guided=guided_policies(prep, sensitivity(), log),
                                     rungs=cfg.rungs, rung_factor=cfg.rung_factor)
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
@@ -130,17 +140,16 @@ def top_rung(population) -> list[dict]:
     return [r for r in population.history if r["rung"] == population.top_rung]
 
 
-def guided_policies(prep, log) -> list[tuple[int, ...]]:
-    """Generation 0's sensitivity-guided genomes: the float base model's per-layer Fisher
-    sensitivity on the first ``sensitivity_samples`` training images (trainables.sensitivity),
-    walked down to several fractions of the budget (evo.core.sensitivity). A measurement that
-    fails (a model it cannot handle) is logged and gives none: the search goes on without them."""
+def run_sensitivity(prep, log):
+    """The float base model's per-layer Fisher sensitivity on the first ``sensitivity_samples``
+    training images (trainables.sensitivity), as ``evo.core.sensitivity.Sensitivity``; None when
+    it is turned off (0 samples) or the measurement fails (a model it cannot handle; logged)."""
     cfg = prep.cfg
     if cfg.sensitivity_samples == 0:
-        return []
+        return None
     import torch
 
-    from evo.core.sensitivity import GUIDED_FRACTIONS, Sensitivity, guided_genomes
+    from evo.core.sensitivity import Sensitivity
     from trainables.sensitivity import measure_sensitivity
     from trainables.user_model import build_from_reference
 
@@ -151,12 +160,22 @@ def guided_policies(prep, log) -> list[tuple[int, ...]]:
     y = torch.as_tensor(prep.splits.train_y[:count].copy()).long()
     try:
         tables = measure_sensitivity(model, prep.specs, prep.space, x, y, log=log)
-    except Exception as err:  # a model the measurement cannot handle: generation 0 goes on without it
+    except Exception as err:  # a model the measurement cannot handle: the search goes on without it
         log(f"sensitivity: could not be measured ({type(err).__name__}: {err}); generation 0 takes no "
-            "sensitivity-guided policies (uniform and repaired random ones instead)")
+            "sensitivity-guided policies (uniform and repaired random ones instead)"
+            f"{' and the final policies are not filled' if cfg.final_fill else ''}")
+        return None
+    return Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in tables["weight"]),
+                       tuple(tuple(layer) for layer in tables["activation"]))
+
+
+def guided_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
+    """Generation 0's sensitivity-guided genomes: ``sensitivity`` (``run_sensitivity``) walked down
+    to several fractions of the budget (evo.core.sensitivity); none without it."""
+    if sensitivity is None:
         return []
-    sensitivity = Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in tables["weight"]),
-                              tuple(tuple(layer) for layer in tables["activation"]))
+    from evo.core.sensitivity import GUIDED_FRACTIONS, guided_genomes
+
     genomes = guided_genomes(prep.space, prep.cost_fn, prep.limit, sensitivity)
     log(f"sensitivity-guided policies for generation 0: {len(genomes)} (budget fractions "
         f"{', '.join(f'{f:g}' for f in GUIDED_FRACTIONS)})")

@@ -113,6 +113,10 @@ class SearchConfig(RunSettings):
             front get it (beside the best uniform policy).
         final_seeds: how many times each final policy is fine-tuned and tested (seeds seed,
             seed + 1, ...); the final table reports the mean and the spread.
+        final_fill: evo search only: each front policy chosen for the final fine-tune is first grown
+            to use the budget (``evo.core.sensitivity.filled_genome``: the moves that remove the most
+            predicted distortion per unit of cost added, while it fits); needs the sensitivity
+            (sensitivity_samples > 0).
         the model, the data, Ray and the run folder: see RunSettings.
     """
 
@@ -138,6 +142,7 @@ class SearchConfig(RunSettings):
     final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
     final_top: int = 2  # how many Pareto policies (the most accurate) get it, beside the best uniform one
     final_seeds: int = 2  # fine-tunes of each final policy (seed, seed + 1, ...): its mean and spread
+    final_fill: bool = False  # evo: grow each final front policy to the budget before its fine-tune
     scale_lr: float = 0.05  # learned quantizer step sizes (LSQ); 0 keeps the initial MSE grids
     distill_temperature: float = 4.0
     distill_weight: float = 0.0  # 0: cross-entropy only; > 0 mixes in KL to the float model's logits
@@ -164,6 +169,10 @@ class SearchConfig(RunSettings):
         check_probability("distill_weight", self.distill_weight)
         check_probability("crossover_prob", self.crossover_prob)
         check_bool("pin_first_last_8bit", self.pin_first_last_8bit)
+        check_bool("final_fill", self.final_fill)
+        if self.final_fill and self.sensitivity_samples == 0:
+            raise ValueError("final_fill=True needs the per-layer sensitivity: sensitivity_samples=0 turns it off; "
+                             "set sensitivity_samples >= 1 or final_fill false")
         if self.structure not in STRUCTURES:
             raise ValueError(f"structure={self.structure!r}; valid choices: {list(STRUCTURES)}")
         for name in ("sparsity_choices", "keep_ratio_choices", "weight_bit_choices", "activation_bit_choices"):

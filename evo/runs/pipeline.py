@@ -29,14 +29,16 @@ TABLES = {"trials.parquet": TRIAL_SCHEMA, "generations.parquet": GENERATION_SCHE
 class Screened:
     """What a method's screening hands the final step: every screened result as (genome, accuracy,
     cost, violation[, generation]), extra (label, genome) pairs to fine-tune (evo: the best uniform
-    policy), facts for run.yaml, the generations (evo), and final rows a method's own trials
-    already produced (ADMM)."""
+    policy), facts for run.yaml, the generations (evo), final rows a method's own trials
+    already produced (ADMM), and ``refine``: what becomes of each front policy chosen for the
+    final fine-tune (evo's ``final_fill``; None keeps it as screened)."""
 
     evaluated: list[tuple] = field(default_factory=list)
     finished: list[dict] = field(default_factory=list)
     extra_finals: list[tuple[str, tuple]] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     generations: list[dict] = field(default_factory=list)
+    refine: Callable[[tuple], tuple] | None = None
 
 
 @dataclass
@@ -191,15 +193,30 @@ def final_candidates(evaluated: list[tuple], top: int) -> list[tuple]:
     return [tuple(e[0]) for e in sorted(pareto_front(evaluated), key=lambda e: -e[1])[:top]]
 
 
+def log_filled(session: Session, genome: tuple, filled: tuple) -> None:
+    from evo.runs.summary import describe_policy
+
+    prep = session.prep
+    before, after = (describe_policy(prep.space.decode(g).to_json(), prep.space.fixed_pruning) for g in (genome, filled))
+    session.log(f"final: filled to the budget ({prep.cost_fn(genome) / prep.limit:.3f} -> "
+                f"{prep.cost_fn(filled) / prep.limit:.3f} of it): {before} -> {after}")
+
+
 def final_phase(session: Session, screened: Screened) -> list[dict]:
     """Fine-tune the most accurate policies of the screened front (and the method's extra ones)
     final_steps, ``final_seeds`` times each (repeat 0, 1, ...), then evaluate each fine-tune once on
     the test split; rows also go to pareto.parquet. A policy chosen twice (on the front and the
-    best uniform one) is trained and tested once per seed."""
+    best uniform one) is trained and tested once per seed. ``screened.refine`` (evo's final_fill)
+    turns a front policy into the one fine-tuned, labelled "pareto, filled" when it changed it."""
     cfg = session.prep.cfg
-    chosen: dict[tuple, str] = {g: "pareto" for g in final_candidates(screened.evaluated, cfg.final_top)}
+    chosen: dict[tuple, str] = {}
+    for genome in final_candidates(screened.evaluated, cfg.final_top):
+        refined = screened.refine(genome) if screened.refine else genome
+        if refined != genome:
+            log_filled(session, genome, refined)
+        chosen.setdefault(refined, "pareto" if refined == genome else "pareto, filled")
     for label, genome in screened.extra_finals:
-        chosen[genome] = f"pareto, {label}" if genome in chosen else label
+        chosen[genome] = f"{chosen[genome]}, {label}" if genome in chosen else label
     if not chosen:
         session.log(f"{session.method}: no feasible policy was screened; nothing to fine-tune on the test split")
         return []

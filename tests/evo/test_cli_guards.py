@@ -84,6 +84,8 @@ def test_unknown_yaml_keys_name_them(tmp_path, storage, capsys):
     ({"sensitivity_samples": -1}, "sensitivity_samples=-1 must be an integer >= 0"),
     ({"sensitivity_samples": 0.5}, "sensitivity_samples=0.5 must be an integer >= 0"),
     ({"distill_weight": float("nan")}, "distill_weight=nan"),
+    ({"final_fill": "maybe"}, "final_fill='maybe' must be true or false"),
+    ({"final_fill": True, "sensitivity_samples": 0}, "final_fill=True needs the per-layer sensitivity"),
 ])
 def test_bad_yaml_settings_exit_2_and_write_nothing(setting, needle, tmp_path, storage, capsys):
     import ray

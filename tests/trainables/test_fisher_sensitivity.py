@@ -94,15 +94,16 @@ def test_a_failed_measurement_leaves_generation_0_without_guided_policies():
     """The search goes on (uniform and random genomes) and says why, rather than stopping."""
     from types import SimpleNamespace
 
-    from evo.methods.evolve import guided_policies
+    from evo.methods.evolve import guided_policies, run_sensitivity
 
     model, x, y = _trained_mlp()
     specs = profile_model(model, (1, 8, 8))
     reference = {"kind": "zoo", "name": "mlp", "in_channels": 1, "num_classes": 10, "image_shape": [1, 8, 8]}
-    prep = SimpleNamespace(cfg=SimpleNamespace(sensitivity_samples=64), model_ref=reference,
+    prep = SimpleNamespace(cfg=SimpleNamespace(sensitivity_samples=64, final_fill=False), model_ref=reference,
                            base_state=model.state_dict(), specs=specs,
                            space=SearchSpace(tuple(s.name for s in reversed(specs))),  # not the model's order
                            splits=SimpleNamespace(train_x=x.numpy(), train_y=y.numpy()))
     lines = []
-    assert guided_policies(prep, lines.append) == []
+    measured = run_sensitivity(prep, lines.append)
+    assert measured is None and guided_policies(prep, measured, lines.append) == []
     assert len(lines) == 1 and lines[0].startswith("sensitivity: could not be measured (ValueError: the space's layers")
