@@ -23,6 +23,10 @@ class PolicyMethod:
     def prepare(self, cfg, *, resume: bool, log: Callable):
         from evo.runs.prepare import prepare
 
+        if cfg.final_fill and self.name != "evo":  # the fill walks evo's sensitivity tables
+            raise ValueError(f"final_fill=True is a setting of evo search; the {self.name} baseline fine-tunes "
+                             "its final policies as screened (set final_fill false)")
+
         return prepare(cfg, resume=resume, log=log)
 
     def needs_cluster(self, prep, *, resume: bool) -> bool:

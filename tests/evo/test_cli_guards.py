@@ -97,6 +97,18 @@ def test_bad_yaml_settings_exit_2_and_write_nothing(setting, needle, tmp_path, s
     assert not storage.exists() and not ray.is_initialized()
 
 
+@pytest.mark.parametrize("method", ["uniform", "random", "optuna"])
+def test_final_fill_is_refused_by_the_baselines_before_ray(method, tmp_path, storage, capsys):
+    import ray
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"final_fill": True}))
+    code, err = run_cli(["baseline", method, "--preset", "smoke", "--config", str(config), "--storage", str(storage)],
+                        capsys)
+    assert code == 2 and f"final_fill=True is a setting of evo search; the {method} baseline" in err, err
+    assert not storage.exists() and not ray.is_initialized()
+
+
 def test_run_folder_guards(tmp_path, storage, capsys):
     from evo.runs.config import resolve_config
 
