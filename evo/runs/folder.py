@@ -50,8 +50,8 @@ class RunFolder:
         """The method as `evo compare` names it. An ADMM run whose recipe differs from the default
         (``ADMMSettings``) names the difference, e.g. 'admm (8+4 epochs)' or 'admm (uniform quantizer)':
         ADMM with its own recipe and ADMM at the searches' compute are two methods of a study, not one
-        method with its seeds run twice. A search run's name carries the settings in which its recipe
-        differs from the default (``name_recipes``)."""
+        method with its seeds run twice. A search run's name carries its recipe when the compared runs
+        of its method have several (``name_recipes``)."""
         if self.method != "admm":
             return f"{self.method} ({self.recipe_label})" if self.recipe_label else self.method
         from trainables.knapsack import ADMMSettings
@@ -106,18 +106,22 @@ def search_recipe(config: dict) -> dict:
 
 
 def name_recipes(runs) -> None:
-    """A search run whose recipe is not the default is named by the settings in which it differs
-    from the defaults, e.g. 'evo (final_steps 2250, final_top 1)': a study of evo's default against
-    evo with longer finals is two methods, not one method with its seeds run twice, and a table of
-    one non-default recipe says so too (before, runs of one recipe kept the plain method name even
-    when it was not the default, so a report of evo's long-final runs read as plain 'evo'). ADMM's
-    runs name their recipe themselves (``RunFolder.label``). Idempotent: `evo compare` calls it
-    wherever runs are grouped."""
+    """Runs of one search method with different recipes are different methods of a comparison (a
+    study of evo's default against evo with longer finals is not one method with its seeds run
+    twice): each such run is named by the settings, among those that differ between the method's
+    runs, in which it differs from the defaults, e.g. 'evo (final_steps 2250, final_top 1)'. Runs
+    of one recipe keep the method's name. ADMM's runs name their recipe themselves
+    (``RunFolder.label``). Idempotent: `evo compare` calls it wherever runs are grouped."""
     defaults = search_recipe({})
+    by_method: dict[str, list] = {}
     for run in runs:
         if run.method != "admm":
-            recipe = run.recipe
-            run.recipe_label = ", ".join(f"{key} {_setting(recipe[key])}" for key in defaults
+            by_method.setdefault(run.method, []).append(run)
+    for group in by_method.values():
+        recipes = [run.recipe for run in group]
+        varying = [key for key in defaults if len({json.dumps(r[key], sort_keys=True) for r in recipes}) > 1]
+        for run, recipe in zip(group, recipes):
+            run.recipe_label = ", ".join(f"{key} {_setting(recipe[key])}" for key in varying
                                          if recipe[key] != defaults[key])
 
 
