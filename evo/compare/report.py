@@ -16,11 +16,12 @@ from evo.compare.tables import (budget_table, check_comparable, comparison_sente
 def format_report(runs, summary: pd.DataFrame) -> str:
     first = runs[0].config
     lines = [f"# Comparison: {first.get('model')} on {first.get('dataset')}, target {first.get('target')}", "",
-             "| run | method | seeds | budget(s) |", "|---|---|---|---|"]
+             "| run | method | seeds | budget(s) | settings not at their default |", "|---|---|---|---|---|"]
     for run in runs:
         seeds = sorted(set(run.trials.seed.dropna().astype(int)))
+        changes = "– (in the method's name)" if run.method == "admm" else (run.recipe_changes or "none")
         lines.append(f"| {run.path} | {run.label} | {', '.join(map(str, seeds))} | "
-                     f"{', '.join(sorted(set(run.trials.budget.dropna())))} |")
+                     f"{', '.join(sorted(set(run.trials.budget.dropna())))} | {changes} |")
     for key, rows in summary.groupby("budget_key", sort=False):
         lines += ["", f"## Budget {rows.budget.iloc[0]} ({rows.metric.iloc[0]} ≤ {rows.limit.iloc[0]:.6g})", ""]
         lines += budget_table(rows) + [""] + [f"- {s}" for s in comparison_sentences(rows) + hypervolume_sentences(rows)]

@@ -79,6 +79,17 @@ class RunFolder:
         return search_recipe(self.config)
 
     @property
+    def recipe_changes(self) -> str:
+        """A search run's settings that are not at their default (``search_recipe``), e.g.
+        'generations 2, final_steps 2250', '' for the default recipe. The report's run table lists
+        them, so a report of one non-default recipe (whose runs keep the plain method name,
+        ``name_recipes``) still says what ran. ADMM: '' (its ``label`` names its recipe)."""
+        if self.method == "admm":
+            return ""
+        defaults = search_recipe({})
+        return _changes(self.recipe, defaults, keys=defaults)
+
+    @property
     def batch_size(self) -> int | None:
         """Fine-tune samples per step: the run's batch size (an ADMM run's is its recipe's,
         ``admm_batch_size``: ADMMConfig.to_dict flattens the recipe with an ``admm_`` prefix)."""
@@ -121,8 +132,12 @@ def name_recipes(runs) -> None:
         recipes = [run.recipe for run in group]
         varying = [key for key in defaults if len({json.dumps(r[key], sort_keys=True) for r in recipes}) > 1]
         for run, recipe in zip(group, recipes):
-            run.recipe_label = ", ".join(f"{key} {_setting(recipe[key])}" for key in varying
-                                         if recipe[key] != defaults[key])
+            run.recipe_label = _changes(recipe, defaults, keys=varying)
+
+
+def _changes(recipe: dict, defaults: dict, keys) -> str:
+    """'key value, ...' for the ``keys`` in which ``recipe`` differs from ``defaults``."""
+    return ", ".join(f"{key} {_setting(recipe[key])}" for key in keys if recipe[key] != defaults[key])
 
 
 def _setting(value) -> str:

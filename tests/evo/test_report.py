@@ -151,6 +151,22 @@ def test_search_runs_with_other_recipes_are_methods_of_their_own():
     assert set(final_points(runs).method) == set(summary.method)
 
 
+def test_the_run_table_lists_each_search_runs_settings_not_at_their_default():
+    """A report of one non-default recipe alone keeps the plain method name (``name_recipes``), so
+    its run table says what ran; a default run says none, ADMM points to its name."""
+    long_final = {"final_steps": 2250, "final_top": 1, "generations": 2, "final_fill": True, "lr": 0.01}
+    runs = [run_folder("evo", finals(seed, 0.91), path=f"l{seed}", **long_final) for seed in (0, 1)]
+    runs.append(run_folder("admm", [trial(phase="final", label="bops=1/256", seed=0, steps=600, test_accuracy=0.9)],
+                           path="a", admm_epochs=8, admm_fine_tune_epochs=4, admm_batch_size=256))
+    summary = summarize(per_seed_results(runs))
+    assert list(summary.method) == ["evo", "admm (8+4 epochs)"]
+    report = format_report(runs, summary)
+    assert "| /runs/l1 | evo | 1 | bops=1/256 | generations 2, final_steps 2250, final_top 1, final_fill True |" in report
+    assert "| /runs/a | admm (8+4 epochs) | 0 | bops=1/256 | – (in the method's name) |" in report
+    default = run_folder("evo", finals(0, 0.9), path="d", final_steps=500)  # a default, written out
+    assert "| /runs/d | evo | 0 | bops=1/256 | none |" in format_report([default], summarize(per_seed_results([default])))
+
+
 # -- sentences and tables ---------------------------------------------------------------------
 def summary_of(spec: dict[str, tuple[float, ...]], budget: str = "bops=1/256") -> pd.DataFrame:
     runs = [run_folder(method, [r for seed, acc in enumerate(accs) for r in finals(seed, acc, budget=budget)])
