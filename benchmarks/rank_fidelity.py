@@ -14,6 +14,7 @@ in-process, without Ray.
 
     python benchmarks/rank_fidelity.py                           # 24 policies, 5 seeds, 80 / 500 steps
     python benchmarks/rank_fidelity.py --policies 8 --seeds 3    # a small run
+    python benchmarks/rank_fidelity.py --noise-only --seeds 10 --screen-steps 160   # part 1 alone
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-epochs", type=int, default=None, help="base model epochs (default: its recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--seed", type=int, default=0, help="draws the random genomes; the rank runs' fine-tune seed")
+    p.add_argument("--noise-only", action="store_true", help="print part 1 (the noise) and stop")
     args = p.parse_args(argv)
     for name, low in (("policies", 3), ("seeds", 2), ("screen_steps", 1), ("final_steps", 1)):
         if getattr(args, name) < low:
@@ -140,6 +142,8 @@ def main(argv=None) -> int:
     print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
           f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
           f"std {100 * statistics.stdev(noise):.3f} points")
+    if args.noise_only:
+        return 0
     print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")
     screened, final = [], []
     for genome in genomes:
