@@ -19,7 +19,8 @@ def format_report(runs, summary: pd.DataFrame) -> str:
              "| run | method | seeds | budget(s) | settings not at their default |", "|---|---|---|---|---|"]
     for run in runs:
         seeds = sorted(set(run.trials.seed.dropna().astype(int)))
-        changes = "– (in the method's name)" if run.method == "admm" else (run.recipe_changes or "none")
+        changes = run.recipe_changes
+        changes = "– (in the method's name)" if changes is None else changes or "none"
         lines.append(f"| {run.path} | {run.label} | {', '.join(map(str, seeds))} | "
                      f"{', '.join(sorted(set(run.trials.budget.dropna())))} | {changes} |")
     for key, rows in summary.groupby("budget_key", sort=False):

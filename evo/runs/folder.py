@@ -79,13 +79,14 @@ class RunFolder:
         return search_recipe(self.config)
 
     @property
-    def recipe_changes(self) -> str:
+    def recipe_changes(self) -> str | None:
         """A search run's settings that are not at their default (``search_recipe``), e.g.
         'generations 2, final_steps 2250', '' for the default recipe. The report's run table lists
         them, so a report of one non-default recipe (whose runs keep the plain method name,
-        ``name_recipes``) still says what ran. ADMM: '' (its ``label`` names its recipe)."""
+        ``name_recipes``) still says what ran. ADMM: None (not a search run; its ``label`` names
+        its recipe)."""
         if self.method == "admm":
-            return ""
+            return None
         defaults = search_recipe({})
         return _changes(self.recipe, defaults, keys=defaults)
 
