@@ -18,7 +18,8 @@ from evo.cli.args import add_data_args, add_ray_args, add_search_args, config_fr
 from trainables.knapsack import PAPER_LENET5, QUANTIZERS, ADMMSettings  # numpy only: `evo --help` stays fast
 
 HELP = {
-    "uniform": "every uniform policy within the budget, screened with the search's fine-tune steps",
+    "uniform": "the least-pruned uniform policy of each bit pair within the budget, screened with the "
+               "search's fine-tune steps",
     "random": "Ray Tune random search (repaired random genomes), population x generations trials",
     "optuna": "Ray Tune's OptunaSearch with constrained NSGA-II; needs pip install 'evo[optuna]'",
 }

@@ -2,7 +2,7 @@
 run pipeline (evo.runs.pipeline) and supplies only what differs, above all its screening:
 
 - ``evo``: the NSGA-II search (evo search);
-- ``uniform``: every uniform policy within the budget;
+- ``uniform``: the least-pruned uniform policy of each bit pair within the budget;
 - ``random``: Ray Tune random search over repaired genomes, as many trials as evo trains;
 - ``optuna``: Ray Tune's OptunaSearch with Optuna's constrained NSGA-II;
 - ``admm``: the constrained-gradient baseline of Yang et al. (CVPR 2020).
