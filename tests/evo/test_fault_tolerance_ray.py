@@ -3,8 +3,8 @@ a worker node lost mid-search, trials that produce NaN, a GPU request on a clust
 and an --address where nothing listens.
 
 The driver killed mid-generation and resumed with --resume is covered on local Ray by
-tests/evo/test_search_ray.py::test_resume_after_driver_is_killed; a raising trial through Tune by
-tests/evo/test_tuner_ray.py::test_failed_policy_trial_is_reported_with_its_error.
+tests/evo/test_search_ray.py::test_resume_after_the_driver_is_killed_at_each_point; a raising
+trial through Tune by tests/evo/test_tuner_ray.py::test_failed_policy_trial_is_reported_with_its_error.
 """
 
 from __future__ import annotations
