@@ -18,6 +18,33 @@ PRESET_DIR = Path(__file__).with_name("presets")  # evo/runs/presets/*.yaml
 STRUCTURES = ("unstructured", "channel")
 
 
+def _is_model_file(spec: str) -> bool:
+    """A model given as ``path/to/file.py:function`` (``trainables.user_model``'s file form)."""
+    where = spec.rsplit(":", 1)[0] if ":" in spec else ""
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def absolute_paths(settings: Mapping[str, Any]) -> dict:
+    """``settings`` with its file paths (a model's ``file.py``, a ``.npz`` dataset, the weights,
+    data_dir) made absolute against the working directory, so a run folder names its inputs
+    wherever it is read from (`evo export`, `--resume` from another directory)."""
+    out = dict(settings)
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    model = out.get("model")
+    if isinstance(model, str) and _is_model_file(model):
+        where, function = model.rsplit(":", 1)
+        out["model"] = f"{absolute(where)}:{function}"
+    if isinstance(out.get("dataset"), str) and out["dataset"].endswith(".npz"):
+        out["dataset"] = absolute(out["dataset"])
+    for key in ("weights", "data_dir"):
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = absolute(out[key])
+    return out
+
+
 def preset_names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
 
@@ -85,6 +112,9 @@ class RunSettings:
             raise ValueError(f"storage={self.storage!r} must be a folder path")
         if self.address is not None and not isinstance(self.address, str):
             raise ValueError(f"address={self.address!r} must be 'auto' or host:port")
+        paths = absolute_paths({k: getattr(self, k) for k in ("model", "dataset", "weights", "data_dir")})
+        for key, value in paths.items():
+            object.__setattr__(self, key, value)
 
     @property
     def run_dir(self) -> Path:

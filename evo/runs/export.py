@@ -72,7 +72,6 @@ def check_out(out: Path) -> None:
 
 def export_run(run_dir, *, out, policy: str | None = None, log: Callable = print) -> dict:
     """Write the four files into ``out`` and return what was measured."""
-    from evo.runs.config import SearchConfig
     from evo.runs.prepare import prepare
 
     run = read_run(run_dir)
@@ -81,7 +80,7 @@ def export_run(run_dir, *, out, policy: str | None = None, log: Callable = print
                          "--policy FILE from a search or baseline run of the same model")
     out = Path(out).expanduser().resolve()
     check_out(out)
-    cfg = SearchConfig.from_mapping(run.meta["config"], where=f"{run.path}/run.yaml").replace(address=None)
+    cfg = run_config(run)
     chosen, genome_key, row = choose_policy(run.path, policy, [layer["name"] for layer in run.meta["layers"]])
     from trainables.data import to_tensors
 
@@ -89,6 +88,15 @@ def export_run(run_dir, *, out, policy: str | None = None, log: Callable = print
     tensors = to_tensors(prep.splits)  # once, for the calibration batch and the test-split checks
     model = compressed_model(prep, chosen, genome_key, tensors, log=log)
     return write_exports(prep, model, chosen, out, tensors, row=row, log=log)
+
+
+def run_config(run) -> "SearchConfig":
+    """The config a run folder (``evo.runs.folder.RunFolder``) was made with, located at the folder
+    itself: its saved storage may be relative to where the run started, or the folder moved since."""
+    from evo.runs.config import SearchConfig
+
+    cfg = SearchConfig.from_mapping(run.meta["config"], where=f"{run.path}/run.yaml")
+    return cfg.replace(address=None, storage=str(run.path.parent), name=run.path.name)
 
 
 def compressed_model(prep, policy, genome_key: str | None, tensors, *, log: Callable):

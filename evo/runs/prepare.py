@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from evo.runs.config import SearchConfig
+from evo.runs.config import SearchConfig, absolute_paths
 from evo.core.cost_table import make_cost_fn
 from evo.core.space import SearchSpace
 from hardware.budget import budget_limit, parse_budget
@@ -19,7 +19,8 @@ from hardware.targets import load_target
 
 
 # Settings that may change between a run and its --resume; any other difference is an error.
-RESUMABLE_CHANGES = ("verbose", "address", "max_concurrent", "max_failures", "storage")
+# storage and name only locate the run folder: a folder moved or renamed since resumes (and exports)
+RESUMABLE_CHANGES = ("verbose", "address", "max_concurrent", "max_failures", "storage", "name")
 SPLIT_SEED = 0  # one validation split for every seed, so seeds compare on the same data
 BASE_SEED = 0  # one pretrained base model for every search seed
 
@@ -59,7 +60,8 @@ def check_run_dir(cfg: SearchConfig, resume: bool) -> dict | None:
     saved = yaml.safe_load(run_yaml.read_text()) or {}
     now = cfg.to_dict()
     # a setting newer than the run (absent from its run.yaml) matches while it keeps its default
-    before = {**{k: v for k, v in _defaults(cfg).items() if k in now}, **saved.get("config", {})}
+    # a run made before paths were stored absolute named them relative to the directory it started in
+    before = absolute_paths({**{k: v for k, v in _defaults(cfg).items() if k in now}, **saved.get("config", {})})
     changed = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)

@@ -155,3 +155,31 @@ def test_the_config_class_defaults_are_the_default_preset():
     defaults = asdict(SearchConfig())
     differing = {k: (defaults[k], v) for k, v in load_preset("default").items() if defaults[k] != v}
     assert differing == {}
+
+
+def test_input_paths_are_stored_absolute_and_an_older_relative_run_still_resumes(tmp_path, monkeypatch):
+    """run.yaml names the model file, the npz and the weights by absolute paths, so `evo export` and
+    `--resume` find them from any directory; a run.yaml written with relative paths (older runs)
+    compares equal when resumed from the directory it started in."""
+    from evo.runs.config import resolve_config
+    from evo.runs.prepare import check_run_dir
+
+    (tmp_path / "net.py").write_text("def build():\n    pass\n")
+    (tmp_path / "data.npz").write_bytes(b"")
+    (tmp_path / "w.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    relative = {"model": "net.py:build", "dataset": "data.npz", "weights": "w.pt", "storage": str(tmp_path / "runs")}
+    cfg = resolve_config("smoke", None, relative)
+    assert (cfg.model, cfg.dataset, cfg.weights) == (f"{tmp_path}/net.py:build", f"{tmp_path}/data.npz",
+                                                      f"{tmp_path}/w.pt")
+    assert resolve_config("smoke", None, {"model": "pkg.nets:build"}).model == "pkg.nets:build"  # a module spec
+    assert resolve_config("smoke", None, {}).dataset == "digits"  # a built-in name
+    older = {**cfg.to_dict(), **{k: relative[k] for k in ("model", "dataset", "weights")}}
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "run.yaml").write_text(yaml.safe_dump({"config": older}))
+    assert check_run_dir(cfg, resume=True)["config"] == older
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative names now point elsewhere: a changed config
+    with pytest.raises(ValueError, match=r"the config differs .*dataset"):
+        check_run_dir(cfg, resume=True)

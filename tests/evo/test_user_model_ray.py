@@ -56,7 +56,12 @@ def test_channel_search_of_a_user_model_keeps_traced_ties(tmp_path, npz):
 
 
 def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, npz):
-    run, _ = search(tmp_path, npz, "unstructured", budget="bops=1/16")
+    searched, _ = search(tmp_path, npz, "unstructured", budget="bops=1/16")
+    # the run folder moved and renamed since the search (its run.yaml names the old place): the export
+    # reads the folder where it is
+    run = tmp_path / "moved" / "renamed"
+    run.parent.mkdir()
+    searched.rename(run)
     assert list((run / "models").glob("*.pt")), "the final trials saved no model"
     result = run_evo(["export", str(run), "--out", str(tmp_path / "export")], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
