@@ -66,10 +66,9 @@ def main(argv=None) -> int:
     if len(screened) < 3:
         raise SystemExit(f"sensitivity_fidelity: {run.path} has {len(screened)} screened policies; need >= 3")
     genomes = [genome_from_key(key) for key in screened.genome_key]
-    parts = np.array([[sum(sensitivity.weight[i][g[3 * i]][g[3 * i + 1]] for i in range(len(sensitivity.weight))),
-                       sum(sensitivity.activation[i][g[3 * i + 2]] for i in range(len(sensitivity.activation)))]
-                      for g in genomes])
-    uniform = np.array([len(set(key.split("|"))) == 1 for key in screened.genome_key])
+    parts = np.array([sensitivity.parts(genome) for genome in genomes])
+    uniform_genomes = set(prep.space.uniform_genomes())
+    uniform = np.array([genome in uniform_genomes for genome in genomes])
     accuracy = screened.accuracy.to_numpy()
     print(f"{run.path.name}: {len(screened)} policies screened {cfg.fine_tune_steps} steps "
           f"({uniform.sum()} uniform); Spearman(-predicted distortion, screened validation accuracy):")
@@ -78,9 +77,9 @@ def main(argv=None) -> int:
     def rho(mask, predicted) -> str:
         return f"{spearmanr(-predicted[mask], accuracy[mask]).statistic:.3f}" if mask.sum() >= 3 else "-"
 
+    everything = np.ones(len(accuracy), dtype=bool)
     for alpha in args.alphas:
         predicted = parts[:, 0] + alpha * parts[:, 1]
-        everything = np.ones(len(accuracy), dtype=bool)
         print(f"{alpha:7g} {rho(everything, predicted):>7} {rho(uniform, predicted):>8} {rho(~uniform, predicted):>7}")
     return 0
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from .compress import COMPRESSIBLE
 from .models import MODELS, create_model
+from .spec_paths import is_file_location
 
 SPEC_FORMS = "'path/to/file.py:function' or 'package.module:function'"
 
@@ -69,10 +70,6 @@ def _split_spec(spec: str) -> tuple[str, str]:
     return where, function
 
 
-def _is_file(where: str) -> bool:
-    return where.endswith(".py") or "/" in where or "\\" in where
-
-
 def _import_file(path: Path, spec: str):
     """Import a .py file by path, once per process (a stable module name per resolved path)."""
     name = "evo_user_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
@@ -100,7 +97,7 @@ def _import_module(where: str, spec: str):
 def absolute_spec(spec: str) -> str:
     """The spec with a file path made absolute, so a worker in another folder finds it."""
     where, function = _split_spec(spec)
-    if not _is_file(where):
+    if not is_file_location(where):
         return spec
     path = Path(where).expanduser().resolve()
     if not path.is_file():
@@ -112,7 +109,7 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     """The callable a user spec names; ValueError if the file, module or function is missing."""
     spec = absolute_spec(spec)
     where, function = _split_spec(spec)
-    module = _import_file(Path(where), spec) if _is_file(where) else _import_module(where, spec)
+    module = _import_file(Path(where), spec) if is_file_location(where) else _import_module(where, spec)
     factory = getattr(module, function, None)
     if factory is None:
         public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))

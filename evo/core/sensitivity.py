@@ -56,11 +56,16 @@ class Sensitivity:
 
     def distortion(self, genome: Sequence[int]) -> float:
         """The predicted loss increase of ``genome`` (the sum of its layers' entries)."""
-        total = 0.0
+        return sum(self.parts(genome))
+
+    def parts(self, genome: Sequence[int]) -> tuple[float, float]:
+        """``genome``'s predicted loss increase split into its weight and its activation entries."""
+        weight = activation = 0.0
         for i in range(len(self.weight)):
             prune, wbits, abits = genome[GENES_PER_LAYER * i:GENES_PER_LAYER * (i + 1)]
-            total += self.weight[i][prune][wbits] + self.activation[i][abits]
-        return total
+            weight += self.weight[i][prune][wbits]
+            activation += self.activation[i][abits]
+        return weight, activation
 
 
 def least_compressed_genome(space: SearchSpace) -> tuple[int, ...]:

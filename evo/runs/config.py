@@ -13,15 +13,10 @@ from typing import Any, Mapping
 
 from evo.core.rungs import check_rungs
 from hardware.checks import check_bool, check_int, check_number, check_positive, check_probability
+from trainables.spec_paths import is_file_location
 
 PRESET_DIR = Path(__file__).with_name("presets")  # evo/runs/presets/*.yaml
 STRUCTURES = ("unstructured", "channel")
-
-
-def _is_model_file(spec: str) -> bool:
-    """A model given as ``path/to/file.py:function`` (``trainables.user_model``'s file form)."""
-    where = spec.rsplit(":", 1)[0] if ":" in spec else ""
-    return where.endswith(".py") or "/" in where or "\\" in where
 
 
 def absolute_paths(settings: Mapping[str, Any]) -> dict:
@@ -34,9 +29,10 @@ def absolute_paths(settings: Mapping[str, Any]) -> dict:
         return str(Path(path).expanduser().resolve())
 
     model = out.get("model")
-    if isinstance(model, str) and _is_model_file(model):
+    if isinstance(model, str) and ":" in model:
         where, function = model.rsplit(":", 1)
-        out["model"] = f"{absolute(where)}:{function}"
+        if is_file_location(where):  # a model's file.py:function (trainables.user_model)
+            out["model"] = f"{absolute(where)}:{function}"
     if isinstance(out.get("dataset"), str) and out["dataset"].endswith(".npz"):
         out["dataset"] = absolute(out["dataset"])
     for key in ("weights", "data_dir"):
