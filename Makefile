@@ -47,8 +47,9 @@ run: setup
 smoke: setup
 	$(BIN)/evo search --preset smoke --name smoke-$$(date +%s)
 
+# PYTHONFAULTHANDLER: a crash, even one at interpreter exit after pytest's own handler is off, prints every thread's stack
 test: setup
-	$(BIN)/python -m pytest -q tests
+	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q tests
 
 benchmarks: setup
 	$(BIN)/python benchmarks/transform_overhead.py

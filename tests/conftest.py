@@ -3,6 +3,7 @@
 EVO_CACHE_DIR themselves."""
 
 import os
+import sys
 
 import pytest
 
@@ -16,3 +17,13 @@ def private_checkpoint_cache(tmp_path_factory):
         os.environ.pop("EVO_CACHE_DIR", None)
     else:
         os.environ["EVO_CACHE_DIR"] = before
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test that ran a search in this process may leave its local Ray up: shut it down while the
+    interpreter is whole rather than in Ray's atexit hook during finalization. (One CI run
+    segfaulted at exit after every test had passed, a native thread calling into freed code; which
+    thread is not known — the Makefile's PYTHONFAULTHANDLER prints the stacks if it recurs.)"""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
