@@ -15,12 +15,19 @@ in-process, without Ray.
     python benchmarks/rank_fidelity.py                           # 24 policies, 5 seeds, 80 / 500 steps
     python benchmarks/rank_fidelity.py --policies 8 --seeds 3    # a small run
     python benchmarks/rank_fidelity.py --noise-only --seeds 10 --screen-steps 160   # part 1 alone
+    python benchmarks/rank_fidelity.py --run runs/mine --policies 12   # your model, from one of your runs
+
+With ``--run`` the model, data, base weights, search space, budget and trial settings (fine-tune
+steps, batch, lr, distillation) are those of an `evo search` run (any model evo searches: a file
+of your own, an .npz, your weights); --screen-steps, --final-steps, --batch-size and --lr, when
+given, replace the run's. Nothing is written into the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -30,25 +37,41 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+# without --run: a zoo model pretrained with its recipe, and these trial settings
+ZOO_DEFAULTS = {"model": "lenet5", "dataset": "fashion-mnist", "budget": "bops=1/512", "target": "bitserial",
+                "screen_steps": 80, "final_steps": 500, "batch_size": 128, "lr": 0.01}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="lenet5")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--budget", default="bops=1/512")
-    p.add_argument("--target", default="bitserial")
+    p.add_argument("--run", type=Path, default=None,
+                   help="an `evo search` run folder: measure its model, data, space, budget and trial settings")
+    p.add_argument("--model", default=None, help="a zoo model (default lenet5); not with --run")
+    p.add_argument("--dataset", default=None, help="(default fashion-mnist); not with --run")
+    p.add_argument("--budget", default=None, help="(default bops=1/512); not with --run")
+    p.add_argument("--target", default=None, help="(default bitserial); not with --run")
     p.add_argument("--policies", type=int, default=24, help="policies spread over the cost axis (>= 3)")
     p.add_argument("--seeds", type=int, default=5, help="fine-tune seeds of the noise policy (>= 2)")
-    p.add_argument("--screen-steps", type=int, default=80, help="the search's per-trial fine-tune")
-    p.add_argument("--final-steps", type=int, default=500, help="the final phase's fine-tune")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--screen-steps", type=int, default=None,
+                   help="the search's per-trial fine-tune (default 80, or the run's)")
+    p.add_argument("--final-steps", type=int, default=None, help="the final phase's fine-tune (default 500, or the run's)")
+    p.add_argument("--batch-size", type=int, default=None, help="(default 128, or the run's)")
+    p.add_argument("--lr", type=float, default=None, help="(default 0.01, or the run's)")
     p.add_argument("--pretrain-epochs", type=int, default=None, help="base model epochs (default: its recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--seed", type=int, default=0, help="draws the random genomes; the rank runs' fine-tune seed")
     p.add_argument("--noise-only", action="store_true", help="print part 1 (the noise) and stop")
     args = p.parse_args(argv)
-    for name, low in (("policies", 3), ("seeds", 2), ("screen_steps", 1), ("final_steps", 1)):
-        if getattr(args, name) < low:
+    given = [f"--{name}" for name in ("model", "dataset", "budget", "target") if getattr(args, name) is not None]
+    if args.run is not None and given:
+        p.error(f"{', '.join(given)}: the run names its own; give either --run or these")
+    for name, default in ZOO_DEFAULTS.items():
+        if getattr(args, name) is None and args.run is None:
+            setattr(args, name, default)
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        p.error(f"--lr={args.lr} must be a finite number > 0")
+    for name, low in (("policies", 3), ("seeds", 2), ("screen_steps", 1), ("final_steps", 1), ("batch_size", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= {low}")
     return args
 
@@ -82,7 +105,10 @@ def spread_over_cost(genomes, cost_fn, count: int) -> list:
 
 
 def setup(args):
-    """The search's own preparation, without Ray: splits, base, specs, space, cost function, limit."""
+    """The search's own preparation, without Ray: (splits, base, specs, space, cost_fn, genomes,
+    make_settings), for a zoo model or, with ``args.run``, a run's own."""
+    if args.run is not None:
+        return setup_from_run(args)
     from evo.core.cost_table import make_cost_fn
     from evo.core.initial import initial_genomes
     from evo.core.space import SearchSpace
@@ -118,6 +144,58 @@ def setup(args):
     return splits, base, specs, space, cost_fn, genomes, make_settings
 
 
+def search_run(path: Path, tool: str):
+    """(run, its SearchConfig located where the folder is) of the `evo search` run at ``path``;
+    SystemExit naming ``tool`` and what is wrong otherwise."""
+    from evo.runs.export import run_config
+    from evo.runs.folder import read_run
+
+    try:
+        run = read_run(path)
+    except ValueError as err:
+        raise SystemExit(f"{tool}: {err}")
+    if run.method != "evo":
+        raise SystemExit(f"{tool}: {run.path} is a run of the {run.method} method; give an `evo search` run")
+    return run, run_config(run)
+
+
+def setup_from_run(args):
+    """``setup`` for an `evo search` run: its prepared inputs (model, data, cached base weights,
+    space, budget) and its trial settings; the trial settings ``args`` leaves unset are the run's."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from evo.core.initial import initial_genomes
+    from evo.runs.pipeline import trial_settings
+    from evo.runs.prepare import prepare
+    from trainables.data import to_tensors
+
+    _, cfg = search_run(args.run, "rank_fidelity")
+    for name, value in (("screen_steps", cfg.fine_tune_steps), ("final_steps", cfg.final_steps),
+                        ("batch_size", cfg.batch_size), ("lr", cfg.lr)):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    prep = prepare(cfg, resume=True, log=print)  # the run's data, split, cached base model and space
+    drawn = [g for g, _ in initial_genomes(prep.space, prep.cost_fn, prep.limit, max(4 * args.policies, 100),
+                                           random.Random(args.seed))]
+    genomes = spread_over_cost(drawn, prep.cost_fn, args.policies)
+    # models_dir / trainings_log None: nothing is written into the run
+    settings = replace(trial_settings(prep), final_steps=args.final_steps, batch_size=args.batch_size, lr=args.lr,
+                       models_dir=None, trainings_log=None)
+    teacher = None
+    if settings.distill_weight > 0:  # the run distils: its trials learn from the float model's logits
+        import torch
+
+        from evo.runs.pipeline import teacher_logits
+        teacher = torch.from_numpy(teacher_logits(prep))
+    base = SimpleNamespace(state_dict=prep.base_state, val_accuracy=prep.base_val_accuracy, teacher_logits=teacher)
+
+    def make_settings(seed: int, steps: int):
+        return replace(settings, seed=seed, fine_tune_steps=steps)
+
+    return to_tensors(prep.splits, "cpu"), base, prep.specs, prep.space, prep.cost_fn, genomes, make_settings
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -133,7 +211,8 @@ def main(argv=None) -> int:
 
     def val_accuracy(genome, seed: int, steps: int) -> float:
         return evaluate_policy(space.decode(genome), splits=splits, base_state=base.state_dict, specs=specs,
-                               settings=make_settings(seed, steps), final=False)["accuracy"]
+                               settings=make_settings(seed, steps), final=False,
+                               teacher_logits=getattr(base, "teacher_logits", None))["accuracy"]
 
     print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
           f"{cost_fn(genomes[-1]):.4g}")

@@ -43,17 +43,10 @@ def main(argv=None) -> int:
 
     from evo.core.genome import genome_from_key
     from evo.methods.evolve import run_sensitivity
-    from evo.runs.export import run_config
-    from evo.runs.folder import read_run
     from evo.runs.prepare import prepare
+    from rank_fidelity import search_run
 
-    try:
-        run = read_run(args.run)
-    except ValueError as err:
-        raise SystemExit(f"sensitivity_fidelity: {err}")
-    if run.method != "evo":
-        raise SystemExit(f"sensitivity_fidelity: {run.path} is a {run.method} run; give an `evo search` run")
-    cfg = run_config(run)
+    run, cfg = search_run(args.run, "sensitivity_fidelity")
     if cfg.sensitivity_samples == 0:
         cfg = cfg.replace(sensitivity_samples=512)
     prep = prepare(cfg, resume=True, log=lambda *_: None)  # the run's data, split, base model (cached), space

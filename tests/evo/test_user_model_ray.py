@@ -55,13 +55,20 @@ def test_channel_search_of_a_user_model_keeps_traced_ties(tmp_path, npz):
     assert final.test_accuracy.max() > 0.5  # Fashion-MNIST, 10 classes: chance 0.10
 
 
-def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, npz):
-    searched, _ = search(tmp_path, npz, "unstructured", budget="bops=1/16")
-    # the run folder moved and renamed since the search (its run.yaml names the old place): the export
-    # reads the folder where it is
-    run = tmp_path / "moved" / "renamed"
+@pytest.fixture(scope="module")
+def moved_run(tmp_path_factory, npz):
+    """An unstructured search of the user's model whose folder then moved and was renamed (its
+    run.yaml names the old place): what reads it must read the folder where it is."""
+    where = tmp_path_factory.mktemp("unstructured")
+    searched, _ = search(where, npz, "unstructured", budget="bops=1/16")
+    run = where / "moved" / "renamed"
     run.parent.mkdir()
     searched.rename(run)
+    return run
+
+
+def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, moved_run):
+    run = moved_run
     assert list((run / "models").glob("*.pt")), "the final trials saved no model"
     result = run_evo(["export", str(run), "--out", str(tmp_path / "export")], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -90,6 +97,38 @@ def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, npz):
         bad = run_evo(["export", str(run), "--out", str(tmp_path / out), *args], cwd=tmp_path, timeout=120)
         assert bad.returncode == 2 and needle in bad.stderr, bad.stderr
         assert not (tmp_path / "new").exists()
+
+
+def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run):
+    """benchmarks/rank_fidelity.py --run: the run's model, data, base and trial settings (this run's
+    batch 64 and 20 steps, not the benchmark's zoo defaults), so a policy the search screened scores
+    what the search recorded; nothing is written into the run."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import rank_fidelity
+    from evo.core.genome import genome_from_key
+    from trainables.policy_trial import evaluate_policy
+
+    before = {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")}
+    args = rank_fidelity.parse_args(["--run", str(moved_run), "--policies", "3"])
+    splits, base, specs, space, cost_fn, genomes, make_settings = rank_fidelity.setup(args)
+    assert (args.screen_steps, args.final_steps, args.batch_size) == (20, 40, 64) and len(genomes) == 3
+    trials = pd.read_parquet(moved_run / "trials.parquet")
+    screened = trials[(trials.phase == "search") & (trials.status == "ok")].iloc[0]
+    seed = yaml.safe_load((moved_run / "run.yaml").read_text())["config"]["seed"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the one-CPU trial that screened it
+    try:
+        again = evaluate_policy(space.decode(genome_from_key(screened.genome_key)), splits=splits,
+                                base_state=base.state_dict, specs=specs, settings=make_settings(seed, args.screen_steps),
+                                final=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert again["accuracy"] == screened.accuracy and again["cost"] == pytest.approx(screened.cost)
+    assert {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")} == before
+    with pytest.raises(SystemExit):  # the run names its own model: --model beside --run is refused
+        rank_fidelity.parse_args(["--run", str(moved_run), "--model", "lenet5"])
 
 
 def test_python_api_on_a_model_class_and_arrays(tmp_path, npz):
