@@ -20,7 +20,8 @@ in-process, without Ray.
 With ``--run`` the model, data, base weights, search space, budget and trial settings (fine-tune
 steps, batch, lr, distillation) are those of an `evo search` run (any model evo searches: a file
 of your own, an .npz, your weights); --screen-steps, --final-steps, --batch-size and --lr, when
-given, replace the run's. Nothing is written into the run.
+given, replace the run's, and --seed defaults to the run's seed. A run with successive-halving
+rungs is measured at its top rung (its fine_tune_steps). Nothing is written into the run.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # without --run: a zoo model pretrained with its recipe, and these trial settings
 ZOO_DEFAULTS = {"model": "lenet5", "dataset": "fashion-mnist", "budget": "bops=1/512", "target": "bitserial",
-                "screen_steps": 80, "final_steps": 500, "batch_size": 128, "lr": 0.01}
+                "screen_steps": 80, "final_steps": 500, "batch_size": 128, "lr": 0.01, "seed": 0}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,15 +55,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=5, help="fine-tune seeds of the noise policy (>= 2)")
     p.add_argument("--screen-steps", type=int, default=None,
                    help="the search's per-trial fine-tune (default 80, or the run's)")
-    p.add_argument("--final-steps", type=int, default=None, help="the final phase's fine-tune (default 500, or the run's)")
+    p.add_argument("--final-steps", type=int, default=None,
+                   help="the final phase's fine-tune (default 500, or the run's)")
     p.add_argument("--batch-size", type=int, default=None, help="(default 128, or the run's)")
     p.add_argument("--lr", type=float, default=None, help="(default 0.01, or the run's)")
     p.add_argument("--pretrain-epochs", type=int, default=None, help="base model epochs (default: its recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    p.add_argument("--seed", type=int, default=0, help="draws the random genomes; the rank runs' fine-tune seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="draws the random genomes; the rank runs' fine-tune seed (default 0, or the run's)")
     p.add_argument("--noise-only", action="store_true", help="print part 1 (the noise) and stop")
     args = p.parse_args(argv)
-    given = [f"--{name}" for name in ("model", "dataset", "budget", "target") if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in ("model", "dataset", "budget", "target", "pretrain_epochs")
+             if getattr(args, name) is not None]
     if args.run is not None and given:
         p.error(f"{', '.join(given)}: the run names its own; give either --run or these")
     for name, default in ZOO_DEFAULTS.items():
@@ -152,11 +156,11 @@ def search_run(path: Path, tool: str):
 
     try:
         run = read_run(path)
+        if run.method != "evo":
+            raise ValueError(f"{run.path} is a run of the {run.method} method; give an `evo search` run")
+        return run, run_config(run)
     except ValueError as err:
         raise SystemExit(f"{tool}: {err}")
-    if run.method != "evo":
-        raise SystemExit(f"{tool}: {run.path} is a run of the {run.method} method; give an `evo search` run")
-    return run, run_config(run)
 
 
 def setup_from_run(args):
@@ -172,10 +176,13 @@ def setup_from_run(args):
 
     _, cfg = search_run(args.run, "rank_fidelity")
     for name, value in (("screen_steps", cfg.fine_tune_steps), ("final_steps", cfg.final_steps),
-                        ("batch_size", cfg.batch_size), ("lr", cfg.lr)):
+                        ("batch_size", cfg.batch_size), ("lr", cfg.lr), ("seed", cfg.seed)):
         if getattr(args, name) is None:
             setattr(args, name, value)
-    prep = prepare(cfg, resume=True, log=print)  # the run's data, split, cached base model and space
+    try:
+        prep = prepare(cfg, resume=True, log=print)  # the run's data, split, cached base model and space
+    except ValueError as err:  # e.g. its model file or npz moved since the search
+        raise SystemExit(f"rank_fidelity: {args.run}: {err}")
     drawn = [g for g, _ in initial_genomes(prep.space, prep.cost_fn, prep.limit, max(4 * args.policies, 100),
                                            random.Random(args.seed))]
     genomes = spread_over_cost(drawn, prep.cost_fn, args.policies)
@@ -196,28 +203,37 @@ def setup_from_run(args):
     return to_tensors(prep.splits, "cpu"), base, prep.specs, prep.space, prep.cost_fn, genomes, make_settings
 
 
+def val_accuracy(prepared, genome, seed: int, steps: int) -> float:
+    """``genome``'s validation accuracy after the trial's fine-tune of ``steps`` with ``seed``,
+    ``prepared`` being what ``setup`` returns."""
+    from trainables.policy_trial import evaluate_policy
+
+    splits, base, specs, space, _, _, make_settings = prepared
+    return evaluate_policy(space.decode(genome), splits=splits, base_state=base.state_dict, specs=specs,
+                           settings=make_settings(seed, steps), final=False,
+                           teacher_logits=getattr(base, "teacher_logits", None))["accuracy"]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
     from scipy.stats import spearmanr
 
     from evo.runs.summary import describe_policy
-    from trainables.policy_trial import evaluate_policy
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    splits, base, specs, space, cost_fn, genomes, make_settings = setup(args)
+    prepared = setup(args)
+    _, base, _, space, cost_fn, genomes, _ = prepared
     started = time.perf_counter()
 
-    def val_accuracy(genome, seed: int, steps: int) -> float:
-        return evaluate_policy(space.decode(genome), splits=splits, base_state=base.state_dict, specs=specs,
-                               settings=make_settings(seed, steps), final=False,
-                               teacher_logits=getattr(base, "teacher_logits", None))["accuracy"]
+    def accuracy(genome, seed: int, steps: int) -> float:
+        return val_accuracy(prepared, genome, seed, steps)
 
     print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
           f"{cost_fn(genomes[-1]):.4g}")
     noise_genome = genomes[len(genomes) // 2]
-    noise = [val_accuracy(noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
+    noise = [accuracy(noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
     print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
           f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
           f"std {100 * statistics.stdev(noise):.3f} points")
@@ -226,8 +242,8 @@ def main(argv=None) -> int:
     print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")
     screened, final = [], []
     for genome in genomes:
-        screened.append(val_accuracy(genome, args.seed, args.screen_steps))
-        final.append(val_accuracy(genome, args.seed, args.final_steps))
+        screened.append(accuracy(genome, args.seed, args.screen_steps))
+        final.append(accuracy(genome, args.seed, args.final_steps))
         layers = describe_policy(json.dumps(space.decode(genome).to_dict()))
         print(f"{cost_fn(genome):12.4g} {screened[-1]:9.4f} {final[-1]:9.4f}  {layers}", flush=True)
     rho = spearmanr(screened, final).statistic

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rank_fidelity, beside it
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -60,7 +60,8 @@ def moved_run(tmp_path_factory, npz):
     """An unstructured search of the user's model whose folder then moved and was renamed (its
     run.yaml names the old place): what reads it must read the folder where it is."""
     where = tmp_path_factory.mktemp("unstructured")
-    searched, _ = search(where, npz, "unstructured", budget="bops=1/16")
+    # lr 0.02 and seed 3, not the benchmarks' defaults (0.01, 0): a measurement must use the run's
+    searched, _ = search(where, npz, "unstructured", budget="bops=1/16", lr=0.02, seed=3)
     run = where / "moved" / "renamed"
     run.parent.mkdir()
     searched.rename(run)
@@ -99,36 +100,36 @@ def test_a_user_model_exports_to_packed_weights_and_onnx(tmp_path, moved_run):
         assert not (tmp_path / "new").exists()
 
 
-def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run):
+def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run, monkeypatch):
     """benchmarks/rank_fidelity.py --run: the run's model, data, base and trial settings (this run's
-    batch 64 and 20 steps, not the benchmark's zoo defaults), so a policy the search screened scores
-    what the search recorded; nothing is written into the run."""
+    batch 64, 20 steps and lr 0.02, not the benchmark's zoo defaults), so a policy the search screened
+    scores what the search recorded; nothing is written into the run."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import rank_fidelity
     from evo.core.genome import genome_from_key
-    from trainables.policy_trial import evaluate_policy
 
     before = {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")}
     args = rank_fidelity.parse_args(["--run", str(moved_run), "--policies", "3"])
-    splits, base, specs, space, cost_fn, genomes, make_settings = rank_fidelity.setup(args)
-    assert (args.screen_steps, args.final_steps, args.batch_size) == (20, 40, 64) and len(genomes) == 3
+    prepared = rank_fidelity.setup(args)
+    assert (args.screen_steps, args.final_steps, args.batch_size, args.lr) == (20, 40, 64, 0.02)
+    assert len(prepared[5]) == 3  # the policies spread over the cost axis
     trials = pd.read_parquet(moved_run / "trials.parquet")
     screened = trials[(trials.phase == "search") & (trials.status == "ok")].iloc[0]
-    seed = yaml.safe_load((moved_run / "run.yaml").read_text())["config"]["seed"]
+    assert args.seed == yaml.safe_load((moved_run / "run.yaml").read_text())["config"]["seed"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the one-CPU trial that screened it
     try:
-        again = evaluate_policy(space.decode(genome_from_key(screened.genome_key)), splits=splits,
-                                base_state=base.state_dict, specs=specs, settings=make_settings(seed, args.screen_steps),
-                                final=False)
+        again = rank_fidelity.val_accuracy(prepared, genome_from_key(screened.genome_key), args.seed,
+                                           args.screen_steps)
     finally:
         torch.set_num_threads(threads)
-    assert again["accuracy"] == screened.accuracy and again["cost"] == pytest.approx(screened.cost)
+    assert again == screened.accuracy
     assert {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")} == before
-    with pytest.raises(SystemExit):  # the run names its own model: --model beside --run is refused
-        rank_fidelity.parse_args(["--run", str(moved_run), "--model", "lenet5"])
+    for other in (["--model", "lenet5"], ["--pretrain-epochs", "3"]):  # the run names its own model and base
+        with pytest.raises(SystemExit):
+            rank_fidelity.parse_args(["--run", str(moved_run), *other])
 
 
 def test_python_api_on_a_model_class_and_arrays(tmp_path, npz):
