@@ -122,9 +122,10 @@ def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> Pre
         BudgetConstraint.from_specs(specs, budget.metric, limit, activation_bits=cfg.activation_bits
                                     ).check_reachable(text)
         runs += [{"budget": text, "metric": budget.metric, "limit": limit, "seed": seed} for seed in range(cfg.seeds)]
-    base = base_model(cfg, inputs, log=log)
+    base = base_model(cfg, inputs, resume=resume, log=log)
     return PreparedADMM(cfg=cfg, splits=splits, base_state=base.state_dict, specs=specs, runs=runs,
-                        base_accuracy={"val_accuracy": base.val_accuracy, "test_accuracy": base.test_accuracy},
+                        base_accuracy={"val_accuracy": base.val_accuracy, "test_accuracy": base.test_accuracy,
+                                       "epochs": base.epochs},
                         model_ref=inputs.model_ref)
 
 

@@ -121,7 +121,8 @@ def run_metadata(method: str, prep) -> dict:
     reads every run alike)."""
     return {"method": method, "config": prep.cfg.to_dict(), "versions": versions(), "started_at": time.time(),
             "budget_limit": prep.limit, "budget_metric": prep.budget.metric, "target": prep.target.name,
-            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy},
+            "base_model": {"val_accuracy": prep.base_val_accuracy, "test_accuracy": prep.base_test_accuracy,
+                           "epochs": prep.base_epochs},
             "layers": [s.to_dict() for s in prep.specs]}
 
 

@@ -39,6 +39,7 @@ class Prepared:
     space: SearchSpace
     cost_fn: Callable
     model_ref: dict  # trainables.user_model reference of the model
+    base_epochs: int | None = None  # the base model's pretraining epochs (None: --weights)
 
     @property
     def run_dir(self) -> Path:
@@ -112,6 +113,29 @@ class BaseModel:
     val_accuracy: float
     test_accuracy: float
     source: str  # "pretrained", "cached" or the --weights path
+    epochs: int | None = None  # pretraining epochs (None: --weights)
+
+
+# A user's model's default pretraining until 2026-12-07 (trainables.pretrain.user_epochs since): what
+# a run that left the epochs to the default and recorded none in its run.yaml started with.
+LEGACY_USER_EPOCHS = 10
+
+
+def pinned_epochs(cfg, inputs: Inputs, *, resume: bool) -> int | None:
+    """The base model's pretraining epochs: ``cfg.pretrain_epochs``; when a resumed run left them to
+    the default, the epochs it started with (its run.yaml's ``base_model.epochs``; for a user's
+    model in an older run.yaml without them, LEGACY_USER_EPOCHS), so a changed default never swaps
+    the base model under a run."""
+    if cfg.pretrain_epochs is not None or cfg.weights is not None or not resume:
+        return cfg.pretrain_epochs
+    import yaml
+
+    path = cfg.run_dir / "run.yaml"
+    meta = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    recorded = (meta.get("base_model") or {}).get("epochs")
+    if recorded is not None:
+        return int(recorded)
+    return LEGACY_USER_EPOCHS if meta and inputs.model_ref.get("kind") == "user" else None
 
 
 def load_inputs(cfg, *, log: Callable = print) -> Inputs:
@@ -127,16 +151,17 @@ def load_inputs(cfg, *, log: Callable = print) -> Inputs:
     return Inputs(splits=splits, model=model, model_ref=model_ref, specs=specs)
 
 
-def base_model(cfg, inputs: Inputs, *, log: Callable = print) -> BaseModel:
+def base_model(cfg, inputs: Inputs, *, resume: bool = False, log: Callable = print) -> BaseModel:
     """The float base model: ``cfg.weights`` loaded into the model (a mismatch names the first bad
-    parameter), else pretrained through the checkpoint cache. Its accuracies are the float
-    reference of the final table (the test split is read here once, for that line)."""
+    parameter), else pretrained through the checkpoint cache (for ``pinned_epochs``). Its accuracies
+    are the float reference of the final table (the test split is read here once, for that line)."""
     from trainables.pretrain import pretrain
 
     if cfg.weights is None:
-        base = pretrain(cfg.model, cfg.dataset, epochs=cfg.pretrain_epochs, seed=BASE_SEED, data_dir=cfg.data_dir,
-                        val_fraction=cfg.val_fraction, model_ref=inputs.model_ref, log=log)
-        return BaseModel(base.state_dict, base.val_accuracy, base.test_accuracy, "cached" if base.cached else "pretrained")
+        base = pretrain(cfg.model, cfg.dataset, epochs=pinned_epochs(cfg, inputs, resume=resume), seed=BASE_SEED,
+                        data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, model_ref=inputs.model_ref, log=log)
+        return BaseModel(base.state_dict, base.val_accuracy, base.test_accuracy,
+                         "cached" if base.cached else "pretrained", base.epochs)
     from trainables.data import to_tensors
     from trainables.train import evaluate
     from trainables.user_model import load_weights
@@ -168,12 +193,12 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
             f"space costs {cheapest_cost:.6g} ({space.decode(cheapest).to_dict()['layers']}); "
             "loosen the budget or widen the choice tables"
         )
-    base = base_model(cfg, inputs, log=log)
+    base = base_model(cfg, inputs, resume=resume, log=log)
     log(f"base model {cfg.model} on {cfg.dataset}: validation accuracy {base.val_accuracy:.4f} ({base.source}); "
         f"budget {budget.metric} <= {limit:.6g} on target {target.name}")
     return Prepared(cfg=cfg, splits=splits, base_state=base.state_dict, base_val_accuracy=base.val_accuracy,
                     base_test_accuracy=base.test_accuracy, specs=specs, target=target, budget=budget, limit=limit,
-                    space=space, cost_fn=cost_fn, model_ref=inputs.model_ref)
+                    space=space, cost_fn=cost_fn, model_ref=inputs.model_ref, base_epochs=base.epochs)
 
 
 ADDRESS_CONNECT_SECONDS = 5.0

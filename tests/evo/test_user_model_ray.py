@@ -117,7 +117,8 @@ def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run, m
     assert len(prepared[5]) == 3  # the policies spread over the cost axis
     trials = pd.read_parquet(moved_run / "trials.parquet")
     screened = trials[(trials.phase == "search") & (trials.status == "ok")].iloc[0]
-    assert args.seed == yaml.safe_load((moved_run / "run.yaml").read_text())["config"]["seed"]
+    meta = yaml.safe_load((moved_run / "run.yaml").read_text())
+    assert args.seed == meta["config"]["seed"] and meta["base_model"]["epochs"] == 10  # what a resume pins
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the one-CPU trial that screened it
     try:
