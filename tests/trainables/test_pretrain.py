@@ -1,4 +1,5 @@
 from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +123,35 @@ def test_bad_recipe_raises_at_construction(kwargs, message):
 def test_recipe_argument_must_be_a_recipe(tmp_path):
     with pytest.raises(ValueError, match="recipe=.*must be a Recipe"):
         pretrain("mlp", "digits", recipe={"lr": 0.1}, cache_dir=tmp_path, log=quiet)
+
+
+def test_a_users_model_on_a_small_dataset_trains_at_least_the_minimum_steps():
+    """The user recipe's 10 epochs are a floor: fewer than 4,000 minibatches of 128 take more
+    epochs, up to 100 (values worked by hand from the split sizes)."""
+    from trainables.pretrain import user_epochs
+
+    assert user_epochs(54_000) == 10  # Fashion-MNIST's training split: 422 steps an epoch, 4,220 steps
+    assert user_epochs(10_800) == 48  # the own-model example: 85 steps an epoch, 4,000 / 85 = 47.06
+    assert user_epochs(450) == 100  # 4 steps an epoch: 1,000 epochs, capped
+    assert user_epochs(6_400, replace(RECIPES["lenet5"], epochs=80)) == 80  # the recipe's own epochs when more
+
+
+def test_a_users_model_pretrained_by_default_gets_the_epochs_of_its_data(tmp_path):
+    """pretrain() without epochs on a user's model and a user's npz: the split's size sets the epochs
+    (60 images, 54 after the validation carve: one step an epoch, so the 100-epoch cap), and the
+    cached checkpoint of that length is found again."""
+    import numpy as np
+
+    from trainables.user_model import resolve_model
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (60, 6, 6), dtype=np.uint8), y_train=np.arange(60) % 3,
+             x_test=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8), y_test=np.arange(20) % 3)
+    spec = f"{Path(__file__).with_name('user_factories.py')}:tiny_convnet"
+    _, reference = resolve_model(spec, None, in_channels=1, num_classes=3, image_shape=(1, 6, 6))
+    lines = []
+    result = pretrain(spec, str(npz), cache_dir=tmp_path / "cache", model_ref=reference, log=lines.append)
+    assert result.epochs == 100 and not result.cached and "100 epochs" in lines[0]
+    assert pretrain(spec, str(npz), cache_dir=tmp_path / "cache", model_ref=reference, log=quiet).cached
+    assert pretrain(spec, str(npz), epochs=3, cache_dir=tmp_path / "cache", model_ref=reference, log=quiet).epochs == 3
