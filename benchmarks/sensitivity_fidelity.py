@@ -15,6 +15,7 @@ ranks policies badly at ALPHA 1. Only the validation accuracies the run recorded
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -48,9 +49,10 @@ def main(argv=None) -> int:
     from rank_fidelity import search_run
 
     run, cfg = search_run(args.run, "sensitivity_fidelity")
-    if cfg.sensitivity_samples == 0:
-        cfg = cfg.replace(sensitivity_samples=512)
     prep = prepare(cfg, resume=True, log=lambda *_: None)  # the run's data, split, base model (cached), space
+    if cfg.sensitivity_samples == 0:  # a run without guided policies: measure as the default would
+        cfg = cfg.replace(sensitivity_samples=512)
+        prep = dataclasses.replace(prep, cfg=cfg)
     sensitivity = run_sensitivity(prep, print)
     if sensitivity is None:
         raise SystemExit("sensitivity_fidelity: the sensitivity could not be measured on this model")

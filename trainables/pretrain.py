@@ -204,7 +204,7 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
                              "resolve_model) to be pretrained")
         model_ref = {"kind": "zoo", "name": model_name}
     data = None
-    if epochs is None and recipe is None and model_name not in RECIPES:  # a user's model, the default recipe
+    if epochs is None and recipe is None and model_ref.get("kind") == "user":  # the default recipe's length
         data = load_dataset(dataset_name, data_dir=data_dir, val_fraction=val_fraction, seed=seed)
         epochs = user_epochs(len(data.train_y))
     recipe = recipe or RECIPES.get(model_name, USER_RECIPE)
