@@ -111,7 +111,7 @@ def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> Pre
     from hardware.targets import load_target
 
     check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
-    check_run_dir(cfg, resume)  # reads cfg.run_dir and cfg.to_dict()
+    saved = check_run_dir(cfg, resume)  # reads cfg.run_dir and cfg.to_dict(); the run.yaml on resume
     target = load_target(cfg.target)
     inputs = load_inputs(cfg, log=log)
     splits, specs = inputs.splits, inputs.specs
@@ -122,7 +122,7 @@ def prepare_admm(cfg: ADMMConfig, *, resume: bool, log: Callable = print) -> Pre
         BudgetConstraint.from_specs(specs, budget.metric, limit, activation_bits=cfg.activation_bits
                                     ).check_reachable(text)
         runs += [{"budget": text, "metric": budget.metric, "limit": limit, "seed": seed} for seed in range(cfg.seeds)]
-    base = base_model(cfg, inputs, resume=resume, log=log)
+    base = base_model(cfg, inputs, saved=saved, log=log)
     return PreparedADMM(cfg=cfg, splits=splits, base_state=base.state_dict, specs=specs, runs=runs,
                         base_accuracy={"val_accuracy": base.val_accuracy, "test_accuracy": base.test_accuracy,
                                        "epochs": base.epochs},

@@ -121,21 +121,17 @@ class BaseModel:
 LEGACY_USER_EPOCHS = 10
 
 
-def pinned_epochs(cfg, inputs: Inputs, *, resume: bool) -> int | None:
-    """The base model's pretraining epochs: ``cfg.pretrain_epochs``; when a resumed run left them to
-    the default, the epochs it started with (its run.yaml's ``base_model.epochs``; for a user's
-    model in an older run.yaml without them, LEGACY_USER_EPOCHS), so a changed default never swaps
-    the base model under a run."""
-    if cfg.pretrain_epochs is not None or cfg.weights is not None or not resume:
+def pinned_epochs(cfg, inputs: Inputs, saved: dict | None) -> int | None:
+    """The base model's pretraining epochs: ``cfg.pretrain_epochs``; when a resumed run (``saved``:
+    its run.yaml, as ``check_run_dir`` returns it) left them to the default, the epochs it started
+    with (``base_model.epochs``; for a user's model in an older run.yaml without them,
+    LEGACY_USER_EPOCHS), so a changed default never swaps the base model under a run."""
+    if cfg.pretrain_epochs is not None or cfg.weights is not None or saved is None:
         return cfg.pretrain_epochs
-    import yaml
-
-    path = cfg.run_dir / "run.yaml"
-    meta = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
-    recorded = (meta.get("base_model") or {}).get("epochs")
+    recorded = (saved.get("base_model") or {}).get("epochs")
     if recorded is not None:
         return int(recorded)
-    return LEGACY_USER_EPOCHS if meta and inputs.model_ref.get("kind") == "user" else None
+    return LEGACY_USER_EPOCHS if saved and inputs.model_ref.get("kind") == "user" else None
 
 
 def load_inputs(cfg, *, log: Callable = print) -> Inputs:
@@ -151,14 +147,15 @@ def load_inputs(cfg, *, log: Callable = print) -> Inputs:
     return Inputs(splits=splits, model=model, model_ref=model_ref, specs=specs)
 
 
-def base_model(cfg, inputs: Inputs, *, resume: bool = False, log: Callable = print) -> BaseModel:
+def base_model(cfg, inputs: Inputs, *, saved: dict | None = None, log: Callable = print) -> BaseModel:
     """The float base model: ``cfg.weights`` loaded into the model (a mismatch names the first bad
-    parameter), else pretrained through the checkpoint cache (for ``pinned_epochs``). Its accuracies
+    parameter), else pretrained through the checkpoint cache (for ``pinned_epochs`` of a resumed
+    run's ``saved`` run.yaml). Its accuracies
     are the float reference of the final table (the test split is read here once, for that line)."""
     from trainables.pretrain import pretrain
 
     if cfg.weights is None:
-        base = pretrain(cfg.model, cfg.dataset, epochs=pinned_epochs(cfg, inputs, resume=resume), seed=BASE_SEED,
+        base = pretrain(cfg.model, cfg.dataset, epochs=pinned_epochs(cfg, inputs, saved), seed=BASE_SEED,
                         data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, model_ref=inputs.model_ref, log=log)
         return BaseModel(base.state_dict, base.val_accuracy, base.test_accuracy,
                          "cached" if base.cached else "pretrained", base.epochs)
@@ -177,7 +174,7 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
     from evo.core.repair import cheapest_genome
 
     check_address(cfg.address)  # an unreachable cluster fails in seconds, before the data and the base model
-    check_run_dir(cfg, resume)
+    saved = check_run_dir(cfg, resume)
     target = load_target(cfg.target)
     budget = parse_budget(cfg.budget)
     inputs = load_inputs(cfg, log=log)
@@ -193,7 +190,7 @@ def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -
             f"space costs {cheapest_cost:.6g} ({space.decode(cheapest).to_dict()['layers']}); "
             "loosen the budget or widen the choice tables"
         )
-    base = base_model(cfg, inputs, resume=resume, log=log)
+    base = base_model(cfg, inputs, saved=saved, log=log)
     log(f"base model {cfg.model} on {cfg.dataset}: validation accuracy {base.val_accuracy:.4f} ({base.source}); "
         f"budget {budget.metric} <= {limit:.6g} on target {target.name}")
     return Prepared(cfg=cfg, splits=splits, base_state=base.state_dict, base_val_accuracy=base.val_accuracy,

@@ -185,7 +185,7 @@ def test_input_paths_are_stored_absolute_and_an_older_relative_run_still_resumes
         check_run_dir(cfg, resume=True)
 
 
-def test_a_resumed_run_keeps_the_pretraining_epochs_it_started_with(tmp_path):
+def test_a_resumed_run_keeps_the_pretraining_epochs_it_started_with():
     """A run that left the base model's epochs to the default resumes with the epochs its run.yaml
     recorded, or, for a user's model in an older run.yaml without them, with the 10 epochs that were
     the default then; never with today's default, which would swap the base model under the run."""
@@ -194,12 +194,9 @@ def test_a_resumed_run_keeps_the_pretraining_epochs_it_started_with(tmp_path):
     from evo.runs.prepare import pinned_epochs
 
     def epochs(meta, *, kind="user", resume=True, **settings):
-        run_dir = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
-        run_dir.mkdir()
-        if meta is not None:
-            (run_dir / "run.yaml").write_text(yaml.safe_dump(meta))
-        cfg = SimpleNamespace(**{"pretrain_epochs": None, "weights": None, "run_dir": run_dir, **settings})
-        return pinned_epochs(cfg, SimpleNamespace(model_ref={"kind": kind}), resume=resume)
+        cfg = SimpleNamespace(**{"pretrain_epochs": None, "weights": None, **settings})
+        saved = meta if resume else None  # the run.yaml check_run_dir returns on resume
+        return pinned_epochs(cfg, SimpleNamespace(model_ref={"kind": kind}), saved)
 
     recorded = {"method": "evo", "base_model": {"val_accuracy": 0.88, "epochs": 48}}
     older = {"method": "evo", "base_model": {"val_accuracy": 0.83}}
