@@ -14,6 +14,7 @@ from evo.core.repair import PRUNE_GENE, CostFn, _cost, repair
 from evo.core.space import GENES_PER_LAYER, SearchSpace
 
 UNIFORM_SHARE = 0.4  # of generation 0, at most, for the uniform policies
+GUIDED_SHARE = 0.4  # of generation 0, at most, for the sensitivity-guided policies (the first ones given)
 RANDOM_FRACTIONS = (0.1, 1.0)  # the budget fractions random genomes are repaired to
 
 
@@ -49,13 +50,14 @@ def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int
     * the least-pruned uniform genomes within ``limit``, thinned along the cost axis to
       ``UNIFORM_SHARE`` of the population when they outnumber it (the rest are screened
       after the search for the best-uniform reference, ``evo.methods.evolve.best_uniform``);
-    * the sensitivity-guided genomes (``evo.core.sensitivity.guided_genomes``), never repaired;
+    * the sensitivity-guided genomes (``evo.core.sensitivity.guided_genomes``), never repaired:
+      the first ``GUIDED_SHARE`` of the population of them, in the order given;
     * repaired random genomes, each repaired to a budget fraction spread evenly over
       ``RANDOM_FRACTIONS`` so generation 0 covers the cost axis (at most ``draws_per_slot *
       size`` draws)."""
     uniforms = least_pruned_uniforms(space, cost_fn, limit)
     chosen = {genome: False for genome in thinned(uniforms, cost_fn, max(1, math.ceil(UNIFORM_SHARE * size)))}
-    for genome in guided:
+    for genome in guided[:max(1, math.ceil(GUIDED_SHARE * size))]:
         if len(chosen) >= size:
             break
         if _cost(cost_fn, genome) > limit:
