@@ -118,6 +118,19 @@ def test_generation_zero_mixes_thinned_uniforms_guided_and_random_policies_over_
     assert len(set(genomes)) == 10
 
 
+def test_generation_zero_takes_the_first_guided_policies_up_to_their_share():
+    # six distinct guided genomes within the limit, none a least-pruned uniform one: 40 % of 10
+    # (GUIDED_SHARE) are taken, the first four in the order given, and random ones fill the rest
+    fitting = least_pruned_uniforms(SPACE, cost, LIMIT)
+    guided = [(7, 2, 3) * 5, (7, 1, 1) * 5, (7, 0, 0) * 5, (7, 1, 0) * 5, (7, 0, 1) * 5, (6, 0, 0) * 5]
+    assert all(cost(g) <= LIMIT and g not in fitting for g in guided) and len(set(guided)) == 6
+    population = make(population_size=10, generations=1, guided=guided)
+    genomes = [population.ask().genome for _ in range(10)]
+    assert genomes[4:8] == guided[:4]
+    assert not set(guided[4:]) & set(genomes) and all(g not in SPACE.uniform_genomes() for g in genomes[8:])
+    assert len(set(genomes)) == 10
+
+
 def test_a_guided_genome_over_the_budget_is_refused():
     with pytest.raises(ValueError, match=r"guided genome .* over the limit"):
         make(guided=[(0, 5, 5) * 5])
