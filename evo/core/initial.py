@@ -13,8 +13,8 @@ from typing import Sequence
 from evo.core.repair import PRUNE_GENE, CostFn, _cost, repair
 from evo.core.space import GENES_PER_LAYER, SearchSpace
 
-UNIFORM_SHARE = 0.4  # of generation 0, at most, for the uniform policies
-GUIDED_SHARE = 0.4  # of generation 0, at most, for the sensitivity-guided policies (the first ones given)
+UNIFORM_SHARE = 0.2  # of generation 0, at most, for the uniform policies
+GUIDED_SHARE = 0.6  # of generation 0, at most, for the sensitivity-guided policies (the first ones given)
 RANDOM_FRACTIONS = (0.1, 1.0)  # the budget fractions random genomes are repaired to
 
 

@@ -107,27 +107,27 @@ def test_generation_zero_mixes_thinned_uniforms_guided_and_random_policies_over_
     first = [population.ask() for _ in range(10)]
     assert population.ask() is None
     genomes = [c.genome for c in first]
-    # 4 uniform policies (40 % of 10) of the 36 that fit, spread from the cheapest to the dearest
-    assert len(fitting) == 36 and genomes[:4] == [g for g in fitting if g in genomes[:4]]
-    assert by_cost[0] in genomes[:4] and by_cost[-1] in genomes[:4]
-    assert genomes[4:6] == guided and not any(c.repaired for c in first[:6])
+    # 2 uniform policies (20 % of 10) of the 36 that fit: the cheapest and the dearest
+    assert len(fitting) == 36 and genomes[:2] == [g for g in fitting if g in (by_cost[0], by_cost[-1])]
+    assert genomes[2:4] == guided and not any(c.repaired for c in first[:4])
     # random ones repaired to fractions spread over 0.1-1.0 of the budget: cheap and dear ones
-    randoms = [cost(g) / LIMIT for g in genomes[6:]]
-    assert all(g not in SPACE.uniform_genomes() for g in genomes[6:]) and all(r <= 1 for r in randoms)
+    randoms = [cost(g) / LIMIT for g in genomes[4:]]
+    assert all(g not in SPACE.uniform_genomes() for g in genomes[4:]) and all(r <= 1 for r in randoms)
     assert min(randoms) <= 0.45 and max(randoms) > 0.6, randoms
     assert len(set(genomes)) == 10
 
 
 def test_generation_zero_takes_the_first_guided_policies_up_to_their_share():
-    # six distinct guided genomes within the limit, none a least-pruned uniform one: 40 % of 10
-    # (GUIDED_SHARE) are taken, the first four in the order given, and random ones fill the rest
+    # eight distinct guided genomes within the limit, none a least-pruned uniform one: 60 % of 10
+    # (GUIDED_SHARE) are taken, the first six in the order given, and random ones fill the rest
     fitting = least_pruned_uniforms(SPACE, cost, LIMIT)
-    guided = [(7, 2, 3) * 5, (7, 1, 1) * 5, (7, 0, 0) * 5, (7, 1, 0) * 5, (7, 0, 1) * 5, (6, 0, 0) * 5]
-    assert all(cost(g) <= LIMIT and g not in fitting for g in guided) and len(set(guided)) == 6
+    guided = [(7, 2, 3) * 5, (7, 1, 1) * 5, (7, 0, 0) * 5, (7, 1, 0) * 5, (7, 0, 1) * 5, (6, 0, 0) * 5,
+              (6, 1, 0) * 5, (6, 0, 1) * 5]
+    assert all(cost(g) <= LIMIT and g not in fitting for g in guided) and len(set(guided)) == 8
     population = make(population_size=10, generations=1, guided=guided)
     genomes = [population.ask().genome for _ in range(10)]
-    assert genomes[4:8] == guided[:4]
-    assert not set(guided[4:]) & set(genomes) and all(g not in SPACE.uniform_genomes() for g in genomes[8:])
+    assert genomes[2:8] == guided[:6]
+    assert not set(guided[6:]) & set(genomes) and all(g not in SPACE.uniform_genomes() for g in genomes[8:])
     assert len(set(genomes)) == 10
 
 
