@@ -71,7 +71,7 @@ def test_full_run_bookkeeping():
     stats = population.generation_stats
     assert [row["generation"] for row in stats] == [0, 1, 2, 3]
     assert [row["trials"] for row in stats] == [sum(1 for *_, gen in asked if gen == g) for g in range(4)]
-    # generation 0 holds population-size genomes: uniform ones thinned to 40 %, then random ones
+    # generation 0 holds population-size genomes: uniform ones thinned to 20 %, then random ones
     assert len(least_pruned_uniforms(SPACE, cost, LIMIT)) > 8 and [row["trials"] for row in stats] == [8, 8, 8, 8]
     assert all(row["failed"] == 0 and row["feasible_fraction"] == 1.0 for row in stats)
     hypervolumes = [row["hypervolume"] for row in stats]
