@@ -46,9 +46,13 @@ def test_channel_search_of_a_user_model_keeps_traced_ties(tmp_path, npz):
     trials = pd.read_parquet(run / "trials.parquet")
     ok = trials[trials.status == "ok"]
     assert len(ok) >= 4 and (ok.violation == 0).all()
+    # the residual add ties block.project to the stem (traced): the stem's keep ratio holds for both, so
+    # block.project's pruning gene is fixed at its one choice (1.0, never applied) and not searched
+    state = json.loads((run / "search_state.json").read_text())
+    assert "block.project" in state["population"]["space"]["fixed_pruning"]
+    assert "stem" not in state["population"]["space"]["fixed_pruning"]
     for policy in map(json.loads, ok.policy):
-        layers = policy["layers"]  # the residual add ties block.project to the stem (traced, no table)
-        assert layers["block.project"]["keep_ratio"] == layers["stem"]["keep_ratio"]
+        assert policy["layers"]["block.project"]["keep_ratio"] == 1.0
     assert "classifier" not in {name for name, layer in json.loads(ok.policy.iloc[0])["layers"].items()
                                 if layer["keep_ratio"] < 1}  # the classes are never pruned
     final = pd.read_parquet(run / "pareto.parquet")
