@@ -30,6 +30,10 @@ def least_pruned_uniforms(space: SearchSpace, cost_fn: CostFn, limit: float) -> 
     return list(least.values())
 
 
+def guided_slots(size: int) -> int:
+    """How many sensitivity-guided genomes a generation 0 of ``size`` takes at most (the first given)."""
+    return max(1, math.ceil(GUIDED_SHARE * size))
+
 
 def thinned(genomes: list[tuple[int, ...]], cost_fn: CostFn, keep: int) -> list[tuple[int, ...]]:
     """At most ``keep`` of ``genomes``, evenly spread along the cost axis (the cheapest and the
@@ -57,7 +61,7 @@ def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int
       size`` draws)."""
     uniforms = least_pruned_uniforms(space, cost_fn, limit)
     chosen = {genome: False for genome in thinned(uniforms, cost_fn, max(1, math.ceil(UNIFORM_SHARE * size)))}
-    for genome in guided[:max(1, math.ceil(GUIDED_SHARE * size))]:
+    for genome in guided[:guided_slots(size)]:
         if len(chosen) >= size:
             break
         if _cost(cost_fn, genome) > limit:

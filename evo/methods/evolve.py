@@ -174,13 +174,13 @@ def guided_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
     to several fractions of the budget (evo.core.sensitivity); none without it."""
     if sensitivity is None:
         return []
-    from evo.core.initial import GUIDED_SHARE
+    from evo.core.initial import guided_slots
     from evo.core.rungs import screen_size
     from evo.core.sensitivity import GUIDED_FRACTIONS, guided_genomes
 
     cfg = prep.cfg
     genomes = guided_genomes(prep.space, prep.cost_fn, prep.limit, sensitivity)
-    taken = genomes[:max(1, math.ceil(GUIDED_SHARE * screen_size(cfg.population, cfg.rungs, cfg.rung_factor)))]
+    taken = genomes[:guided_slots(screen_size(cfg.population, cfg.rungs, cfg.rung_factor))]
     log(f"sensitivity-guided policies for generation 0: {len(taken)} of the {len(genomes)} walked to budget "
         f"fractions {', '.join(f'{f:g}' for f in GUIDED_FRACTIONS)}, at "
         f"{', '.join(f'{prep.cost_fn(g) / prep.limit:.2f}' for g in taken) or 'none'} of the budget")
