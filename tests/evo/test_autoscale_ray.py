@@ -34,9 +34,12 @@ def test_a_node_that_joins_mid_search_runs_trials(tmp_path):
         search = threading.Thread(target=lambda: outcome.update(run=run_method("evo", cfg, log=lines.append)), daemon=True)
         search.start()
         parts = cfg.run_dir / "trials.parquet"
-        deadline = time.time() + 120
+        # the node joins only after a trial finished on the head alone (a loaded machine can take
+        # minutes to start Ray's workers; joining earlier would leave nothing to tell the two apart)
+        deadline = time.time() + 600
         while len(list(parts.glob("part-*.parquet"))) < 1 and time.time() < deadline and search.is_alive():
             time.sleep(0.2)
+        assert list(parts.glob("part-*.parquet")), f"no trial finished on the head within 600 s: {lines}"
         node = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         joined_at = time.time()
