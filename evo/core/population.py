@@ -14,6 +14,9 @@ once, when the previous generation closes, so ``ask()`` only pops a queue.
   this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per
   slot). Slots still empty after that (the search has converged) are filled with earlier
   results, recorded with ``from_cache=True`` and never handed out by ``ask()`` again.
+  With ``surrogate`` (a ``Sensitivity``), ``prescreen.OVERSAMPLE`` times more children are bred
+  and ``evo.core.prescreen`` keeps the generation's share of them by the sensitivity's predicted
+  distortion, refitted on the run's results; its fit is added to the closing generation's stats.
 * Successive halving (``rungs`` > 1, ``evo.core.rungs``): a generation's ``screen_size``
   offspring are asked at rung 0 (a short fine-tune); when all are told, the best 1/``rung_factor``
   by constrained NSGA-II rank are asked again at rung 1, and so on. Only top-rung results
@@ -42,9 +45,11 @@ from typing import Callable, NamedTuple, Sequence
 from evo.core.variation import crossover, mutate
 from evo.core.repair import check_reachable, repair
 from evo.core.initial import initial_genomes
+from evo.core.prescreen import OVERSAMPLE, choose as prescreen_choose, fit as prescreen_fit
 from evo.core.indicators import hypervolume
 from evo.core.rungs import check_rungs, promoted_count, screen_size
 from evo.core.selection import pareto_front, survive, tournament
+from evo.core.sensitivity import Sensitivity
 from evo.core.space import SearchSpace
 from hardware.budget import violation
 from hardware.checks import check_int, check_positive, check_probability
@@ -85,6 +90,14 @@ def planned_trials(population_size: int, generations: int) -> int:
     return population_size * generations
 
 
+def _sensitivity(saved: dict | None) -> Sensitivity | None:
+    """A ``Population.state()``'s surrogate tables back as a Sensitivity (JSON made them lists)."""
+    if saved is None:
+        return None
+    return Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in saved["weight"]),
+                       tuple(tuple(layer) for layer in saved["activation"]))
+
+
 def _json_float(value: float):
     return value if math.isfinite(value) else str(value)  # "nan" / "inf": strict JSON has neither
 
@@ -110,6 +123,8 @@ class Population:
             ``limit``; see ``evo.core.initial.initial_genomes`` for the whole mix.
         rungs, rung_factor: successive halving inside each generation (``evo.core.rungs``);
             ``rungs=1`` (the default) asks every genome once.
+        surrogate: the per-layer sensitivity that pre-screens bred children (``evo.core.prescreen``);
+            None breeds exactly the children a generation trains.
 
     ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
     """
@@ -117,17 +132,17 @@ class Population:
     def __init__(self, *, space: SearchSpace, cost_fn: Callable[[tuple[int, ...]], float], limit: float,
                  population_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
                  mutation_indpb: float | None = None, guided: Sequence[tuple[int, ...]] = (), rungs: int = 1,
-                 rung_factor: int = 3):
+                 rung_factor: int = 3, surrogate: Sensitivity | None = None):
         self._setup(space=space, cost_fn=cost_fn, limit=limit, population_size=population_size,
                     generations=generations, seed=seed, crossover_prob=crossover_prob, mutation_indpb=mutation_indpb,
-                    rungs=rungs, rung_factor=rung_factor)
+                    rungs=rungs, rung_factor=rung_factor, surrogate=surrogate)
         check_reachable(space, cost_fn, self.limit)
         start = initial_genomes(space, cost_fn, self.limit, self.screen_size, self.rng, DRAWS_PER_SLOT, guided)
         self._queue.extend((genome, repaired, None) for genome, repaired in start)
         self._close_while_empty()
 
     def _setup(self, *, space, cost_fn, limit, population_size, generations, seed, crossover_prob,
-               mutation_indpb, rungs=1, rung_factor=3) -> None:
+               mutation_indpb, rungs=1, rung_factor=3, surrogate=None) -> None:
         """Validated settings and empty bookkeeping (shared by __init__ and from_state)."""
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space={space!r} must be an evo.core.space.SearchSpace")
@@ -139,6 +154,11 @@ class Population:
         check_probability("crossover_prob", crossover_prob)
         check_probability("mutation_indpb", mutation_indpb)
         check_rungs(rungs, rung_factor)
+        if surrogate is not None:
+            if not isinstance(surrogate, Sensitivity):
+                raise ValueError(f"surrogate={surrogate!r} must be an evo.core.sensitivity.Sensitivity or None")
+            surrogate.check(space)
+        self.surrogate = surrogate
         self.rungs, self.rung_factor = rungs, rung_factor
         self.screen_size = screen_size(population_size, rungs, rung_factor)
         self.rung = 0  # the rung the queue and the pending genomes are at
@@ -324,9 +344,10 @@ class Population:
         chosen: dict[tuple[int, ...], bool] = {}
         seen_before: list[tuple[int, ...]] = []  # evaluated genomes bred again: the cache fallback
         size = self.screen_size
-        draws = DRAWS_PER_SLOT * size
+        wanted = size * (OVERSAMPLE if self.surrogate is not None else 1)
+        draws = DRAWS_PER_SLOT * wanted
         mates = iter(tournament(self._parents, draws + 2, self.rng))  # two children per pair of mates
-        while len(chosen) < size and draws > 0:
+        while len(chosen) < wanted and draws > 0:
             parent1, parent2 = next(mates).genome, next(mates).genome
             if self.rng.random() < self.crossover_prob:
                 parent1, parent2 = crossover(parent1, parent2, self.rng)
@@ -338,10 +359,26 @@ class Population:
                     continue
                 if fixed in self._evaluated:
                     seen_before.append(fixed)
-                elif len(chosen) < size:
+                elif len(chosen) < wanted:
                     chosen[fixed] = fixed != mutant
+        if self.surrogate is not None:
+            chosen = self._prescreen(chosen, size)
         self._queue.extend((genome, repaired, None) for genome, repaired in chosen.items())
         self._fill_from_cache(seen_before, self.population_size - len(chosen))
+
+    def _prescreen(self, chosen: dict[tuple[int, ...], bool], size: int) -> dict[tuple[int, ...], bool]:
+        """``size`` of the bred children by the surrogate fitted on the top rung's results so far;
+        the fit goes into the stats of the generation that just closed."""
+        results = [(e.genome, e.accuracy) for e in self._history
+                   if e.rung == self.top_rung and not e.failed and not e.from_cache]
+        fitted = prescreen_fit(self.surrogate, results)
+        if self.generation_stats:
+            self.generation_stats[-1].update(
+                surrogate_alpha=None if fitted is None else fitted.alpha,
+                surrogate_spearman=None if fitted is None else fitted.spearman,
+                surrogate_used=fitted is not None and fitted.trusted and len(chosen) > size)
+        kept = prescreen_choose(list(chosen), size, self.surrogate, fitted, self.cost_fn)
+        return {genome: chosen[genome] for genome in kept}
 
     def _fill_from_cache(self, genomes: list[tuple[int, ...]], slots: int) -> None:
         # a top-rung result only: it joins this generation's top rung as it is
@@ -365,6 +402,8 @@ class Population:
             "seed": self.seed, "crossover_prob": self.crossover_prob, "mutation_indpb": self.mutation_indpb,
             "rng": [version, list(internal), gauss],
             "rungs": self.rungs, "rung_factor": self.rung_factor, "rung": self.rung,
+            "surrogate": None if self.surrogate is None else {"weight": self.surrogate.weight,
+                                                              "activation": self.surrogate.activation},
             "rung_results": [[history_index[id(e)], repaired] for e, repaired in self._rung_results],
             "generation": self.generation, "next_ask_id": self._next_ask_id, "finished": self._finished,
             "history": [[list(e.genome), _json_float(e.accuracy), _json_float(e.cost), _json_float(e.violation),
@@ -389,7 +428,7 @@ class Population:
                           population_size=state["population_size"], generations=state["generations"],
                           seed=state["seed"], crossover_prob=state["crossover_prob"],
                           mutation_indpb=state["mutation_indpb"], rungs=state.get("rungs", 1),
-                          rung_factor=state.get("rung_factor", 3))
+                          rung_factor=state.get("rung_factor", 3), surrogate=_sensitivity(state.get("surrogate")))
         version, internal, gauss = state["rng"]
         population.rng.setstate((version, tuple(internal), gauss))
         population.generation, population._next_ask_id = state["generation"], state["next_ask_id"]

@@ -57,7 +57,8 @@ class Evolve(PolicyMethod):
                                     population_size=cfg.population, generations=cfg.generations, seed=cfg.seed,
                                     crossover_prob=cfg.crossover_prob,
                                     guided=guided_policies(prep, sensitivity(), log),
-                                    rungs=cfg.rungs, rung_factor=cfg.rung_factor)
+                                    rungs=cfg.rungs, rung_factor=cfg.rung_factor,
+                                    surrogate=surrogate(cfg, sensitivity(), log))
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
             population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
@@ -185,6 +186,22 @@ def guided_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
         f"fractions {', '.join(f'{f:g}' for f in GUIDED_FRACTIONS)}, at "
         f"{', '.join(f'{prep.cost_fn(g) / prep.limit:.2f}' for g in taken) or 'none'} of the budget")
     return taken
+
+
+def surrogate(cfg, sensitivity, log):
+    """The sensitivity that pre-screens bred children (``cfg.surrogate``), or None."""
+    if not cfg.surrogate:
+        return None
+    if sensitivity is None:
+        log("surrogate pre-screen: off, the per-layer sensitivity is not measured (sensitivity_samples 0, "
+            "or the measurement failed); every bred child is trained")
+        return None
+    from evo.core.prescreen import OVERSAMPLE
+
+    log(f"surrogate pre-screen: each later generation breeds {OVERSAMPLE}x the children it trains and keeps "
+        "those the sensitivity's predicted distortion (its activation weight refitted on this run's results) "
+        "ranks best at their cost")
+    return sensitivity
 
 
 def _accuracy_and_failed(result: dict) -> tuple[float | None, bool]:

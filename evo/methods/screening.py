@@ -26,6 +26,9 @@ class PolicyMethod:
         if cfg.final_fill and self.name != "evo":  # the fill walks evo's sensitivity tables
             raise ValueError(f"final_fill=True is a setting of evo search; the {self.name} baseline fine-tunes "
                              "its final policies as screened (set final_fill false)")
+        if cfg.surrogate and self.name != "evo":  # the pre-screen steers evo's breeding
+            raise ValueError(f"surrogate=True is a setting of evo search; the {self.name} baseline breeds no "
+                             "children to pre-screen (set surrogate false)")
 
         return prepare(cfg, resume=resume, log=log)
 

@@ -143,6 +143,9 @@ class SearchConfig(RunSettings):
             to use the budget (``evo.core.sensitivity.filled_genome``: the moves that remove the most
             predicted distortion per unit of cost added, while it fits); needs the sensitivity
             (sensitivity_samples > 0).
+        surrogate: evo search only: each later generation breeds 3x the children it trains and keeps
+            those the sensitivity's predicted distortion, refitted on the run's results, ranks best
+            at their cost (``evo.core.prescreen``); without the sensitivity it is off (logged).
         the model, the data, Ray and the run folder: see RunSettings.
     """
 
@@ -169,6 +172,7 @@ class SearchConfig(RunSettings):
     final_top: int = 2  # how many Pareto policies (the most accurate) get it, beside the best uniform one
     final_seeds: int = 2  # fine-tunes of each final policy (seed, seed + 1, ...): its mean and spread
     final_fill: bool = False  # evo: grow each final front policy to the budget before its fine-tune
+    surrogate: bool = False  # evo: pre-screen bred children by the refitted sensitivity (evo.core.prescreen)
     scale_lr: float = 0.05  # learned quantizer step sizes (LSQ); 0 keeps the initial MSE grids
     distill_temperature: float = 4.0
     distill_weight: float = 0.0  # 0: cross-entropy only; > 0 mixes in KL to the float model's logits
@@ -196,6 +200,7 @@ class SearchConfig(RunSettings):
         check_probability("crossover_prob", self.crossover_prob)
         check_bool("pin_first_last_8bit", self.pin_first_last_8bit)
         check_bool("final_fill", self.final_fill)
+        check_bool("surrogate", self.surrogate)
         if self.final_fill and self.sensitivity_samples == 0:
             raise ValueError("final_fill=True needs the per-layer sensitivity: sensitivity_samples=0 turns it off; "
                              "set sensitivity_samples >= 1 or final_fill false")

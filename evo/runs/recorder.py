@@ -142,7 +142,22 @@ def format_generation(row: dict) -> str:
         f"hypervolume {row.get('hypervolume', 0.0):.4f} | feasible {row.get('feasible_fraction', 0.0):.0%} | "
         f"trials {row.get('trials_total', 0)} done, {row.get('failed', 0)} failed this gen | "
         f"elapsed {row.get('elapsed', 0.0):.0f}s"
+        + _surrogate_text(row)
     )
+
+
+def _surrogate_text(row: dict) -> str:
+    """The pre-screen's fit for the next generation (evo.core.prescreen), when the search has one."""
+    if "surrogate_used" not in row:
+        return ""
+    rho, alpha = row.get("surrogate_spearman"), row.get("surrogate_alpha")
+    if rho is None:
+        return " | surrogate: too few results to fit"
+    from evo.core.prescreen import MIN_SPEARMAN
+
+    use = ("pre-screens the next generation" if row["surrogate_used"] else
+           f"below {MIN_SPEARMAN}, children as bred" if rho < MIN_SPEARMAN else "too few children to choose from")
+    return f" | surrogate Spearman {rho:.2f} (activation weight {alpha:g}): {use}"
 
 
 class FanOut:

@@ -86,6 +86,7 @@ def test_unknown_yaml_keys_name_them(tmp_path, storage, capsys):
     ({"distill_weight": float("nan")}, "distill_weight=nan"),
     ({"final_fill": "maybe"}, "final_fill='maybe' must be true or false"),
     ({"final_fill": True, "sensitivity_samples": 0}, "final_fill=True needs the per-layer sensitivity"),
+    ({"surrogate": "often"}, "surrogate='often' must be true or false"),
 ])
 def test_bad_yaml_settings_exit_2_and_write_nothing(setting, needle, tmp_path, storage, capsys):
     import ray
@@ -98,14 +99,15 @@ def test_bad_yaml_settings_exit_2_and_write_nothing(setting, needle, tmp_path, s
 
 
 @pytest.mark.parametrize("method", ["uniform", "random", "optuna"])
-def test_final_fill_is_refused_by_the_baselines_before_ray(method, tmp_path, storage, capsys):
+@pytest.mark.parametrize("setting", ["final_fill", "surrogate"])
+def test_evo_only_settings_are_refused_by_the_baselines_before_ray(method, setting, tmp_path, storage, capsys):
     import ray
 
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"final_fill": True}))
+    config.write_text(yaml.safe_dump({setting: True}))
     code, err = run_cli(["baseline", method, "--preset", "smoke", "--config", str(config), "--storage", str(storage)],
                         capsys)
-    assert code == 2 and f"final_fill=True is a setting of evo search; the {method} baseline" in err, err
+    assert code == 2 and f"{setting}=True is a setting of evo search; the {method} baseline" in err, err
     assert not storage.exists() and not ray.is_initialized()
 
 
