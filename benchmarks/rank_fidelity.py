@@ -214,6 +214,37 @@ def val_accuracy(prepared, genome, seed: int, steps: int) -> float:
                            teacher_logits=getattr(base, "teacher_logits", None))["accuracy"]
 
 
+def val_correct(prepared, genome, seed: int, steps: int):
+    """Which validation images ``genome`` classifies right after the trial's fine-tune of ``steps``
+    with ``seed`` (a bool tensor over the whole validation split)."""
+    import torch
+
+    from trainables.policy_trial import tuned_model
+    from trainables.train import EVAL_BATCH
+
+    splits, base, specs, space, _, _, make_settings = prepared
+    model, _ = tuned_model(space.decode(genome), splits=splits, base_state=base.state_dict, specs=specs,
+                           settings=make_settings(seed, steps), steps=steps,
+                           teacher_logits=getattr(base, "teacher_logits", None))
+    model.eval()
+    batch = EVAL_BATCH.get(splits.val_x.device.type, EVAL_BATCH["cuda"])
+    with torch.no_grad():
+        predicted = torch.cat([model(x).argmax(1) for x in splits.val_x.split(batch)])
+    return predicted == splits.val_y
+
+
+def flip_noise(correct: list) -> tuple[float, float]:
+    """(q, sqrt(q / 2n)): q, the mean fraction of the n validation images that one seed's model
+    gets right and another's wrong, over all pairs of seeds; and the std of one model's accuracy
+    that those flips alone imply when every seed's model is equally good in expectation (the
+    difference of two accuracies is a mean of n terms in {-1, 0, 1}, each non-zero with probability q)."""
+    import itertools
+
+    pairs = list(itertools.combinations(correct, 2))
+    q = sum((a != b).double().mean().item() for a, b in pairs) / len(pairs)
+    return q, math.sqrt(q / (2 * len(correct[0])))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -233,10 +264,15 @@ def main(argv=None) -> int:
     print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
           f"{cost_fn(genomes[-1]):.4g}")
     noise_genome = genomes[len(genomes) // 2]
-    noise = [accuracy(noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
+    correct = [val_correct(prepared, noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
+    noise = [c.double().mean().item() for c in correct]
     print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
           f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
           f"std {100 * statistics.stdev(noise):.3f} points")
+    q, implied = flip_noise(correct)
+    print(f"    two seeds' models disagree on {100 * q:.2f} % of the {len(correct[0])} validation images "
+          f"(one right, one wrong); on a split this size those flips alone imply a std of "
+          f"{100 * implied:.3f} points")
     if args.noise_only:
         return 0
     print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")

@@ -128,9 +128,13 @@ def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run, m
     try:
         again = rank_fidelity.val_accuracy(prepared, genome_from_key(screened.genome_key), args.seed,
                                            args.screen_steps)
+        # part (a)'s per-image view of the same trial: its mean is the trial's validation accuracy
+        correct = rank_fidelity.val_correct(prepared, genome_from_key(screened.genome_key), args.seed,
+                                            args.screen_steps)
     finally:
         torch.set_num_threads(threads)
     assert again == screened.accuracy
+    assert correct.shape == prepared[0].val_y.shape and correct.double().mean().item() == pytest.approx(again)
     assert {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")} == before
     for other in (["--model", "lenet5"], ["--pretrain-epochs", "3"]):  # the run names its own model and base
         with pytest.raises(SystemExit):
