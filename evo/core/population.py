@@ -90,12 +90,9 @@ def planned_trials(population_size: int, generations: int) -> int:
     return population_size * generations
 
 
-def _sensitivity(saved: dict | None) -> Sensitivity | None:
+def _surrogate(saved: dict | None) -> Sensitivity | None:
     """A ``Population.state()``'s surrogate tables back as a Sensitivity (JSON made them lists)."""
-    if saved is None:
-        return None
-    return Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in saved["weight"]),
-                       tuple(tuple(layer) for layer in saved["activation"]))
+    return None if saved is None else Sensitivity.from_lists(saved["weight"], saved["activation"])
 
 
 def _json_float(value: float):
@@ -428,7 +425,7 @@ class Population:
                           population_size=state["population_size"], generations=state["generations"],
                           seed=state["seed"], crossover_prob=state["crossover_prob"],
                           mutation_indpb=state["mutation_indpb"], rungs=state.get("rungs", 1),
-                          rung_factor=state.get("rung_factor", 3), surrogate=_sensitivity(state.get("surrogate")))
+                          rung_factor=state.get("rung_factor", 3), surrogate=_surrogate(state.get("surrogate")))
         version, internal, gauss = state["rng"]
         population.rng.setstate((version, tuple(internal), gauss))
         population.generation, population._next_ask_id = state["generation"], state["next_ask_id"]

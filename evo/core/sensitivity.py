@@ -43,6 +43,12 @@ class Sensitivity:
     weight: tuple[tuple[tuple[float, ...], ...], ...]
     activation: tuple[tuple[float, ...], ...]
 
+    @classmethod
+    def from_lists(cls, weight, activation) -> "Sensitivity":
+        """The tables as nested sequences (a measurement's lists, a JSON round trip) made tuples."""
+        return cls(tuple(tuple(tuple(row) for row in layer) for layer in weight),
+                   tuple(tuple(layer) for layer in activation))
+
     def check(self, space: SearchSpace) -> "Sensitivity":
         """ValueError unless the tables have the space's shape and hold numbers."""
         if len(self.weight) != len(space.layer_names) or len(self.activation) != len(space.layer_names):

@@ -166,8 +166,7 @@ def run_sensitivity(prep, log):
             "sensitivity-guided policies (uniform and repaired random ones instead)"
             f"{' and the final policies are not filled' if cfg.final_fill else ''}")
         return None
-    return Sensitivity(tuple(tuple(tuple(row) for row in layer) for layer in tables["weight"]),
-                       tuple(tuple(layer) for layer in tables["activation"]))
+    return Sensitivity.from_lists(tables["weight"], tables["activation"])
 
 
 def guided_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
