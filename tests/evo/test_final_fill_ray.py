@@ -8,19 +8,14 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
-from cli_runner import run_evo
+from cli_runner import smoke_search
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_the_final_policy_is_filled_to_the_budget(tmp_path):
-    config = tmp_path / "fill.yaml"
-    config.write_text(yaml.safe_dump({"generations": 2, "final_top": 1, "final_fill": True}))
-    result = run_evo(["search", "--preset", "smoke", "--config", str(config), "--storage", str(tmp_path / "runs"),
-                      "--name", "fill"], cwd=tmp_path)
+    result, run = smoke_search(tmp_path, "fill", {"generations": 2, "final_top": 1, "final_fill": True})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    run = tmp_path / "runs" / "fill"
     trials = pd.read_parquet(run / "trials.parquet")
     search = trials[(trials.phase == "search") & (trials.status == "ok")]
     pareto = pd.read_parquet(run / "pareto.parquet")

@@ -9,23 +9,18 @@ import re
 
 import pandas as pd
 import pytest
-import yaml
-from cli_runner import run_evo
+from cli_runner import smoke_search
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_a_search_with_the_surrogate_pre_screens_its_later_generations(tmp_path):
-    config = tmp_path / "surrogate.yaml"
-    config.write_text(yaml.safe_dump({"generations": 3, "final_top": 1, "surrogate": True}))
-    result = run_evo(["search", "--preset", "smoke", "--config", str(config), "--storage", str(tmp_path / "runs"),
-                      "--name", "surrogate"], cwd=tmp_path)
+    result, run = smoke_search(tmp_path, "surrogate", {"generations": 3, "final_top": 1, "surrogate": True})
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "surrogate pre-screen: each later generation breeds 3x the children it trains" in out, out[-3000:]
     fits = re.findall(r"gen +(\d+) \|.*\| surrogate Spearman (-?[\d.]+) \(activation weight ([\d.]+)\): (.*)", out)
     assert [int(g) for g, *_ in fits] == [0, 1], out[-3000:]  # the last generation breeds nothing
-    run = tmp_path / "runs" / "surrogate"
     state = json.loads((run / "search_state.json").read_text())["population"]
     assert state["surrogate"] is not None and len(state["surrogate"]["weight"]) == len(state["space"]["layer_names"])
     stats = state["generation_stats"]
