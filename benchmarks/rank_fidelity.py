@@ -3,6 +3,10 @@ the 500-step final fine-tune does, and how noisy is one screened evaluation?
 
 1. Evaluation noise: one policy (the one at the median cost) screened with --seeds fine-tune
    seeds; the std of its validation accuracy is the noise every single, unpaired screen carries.
+   --noise-genome measures it on policies of your choice instead, and --noise-top K (with --run)
+   on the run's K most accurate screened policies, the ones its selection decides between; with
+   several policies the std is also pooled over them (the root of their mean variance), each
+   summary with its 95 % interval.
 2. Rank fidelity: --policies policies spread evenly over the cost axis of the budget (the
    least-pruned uniform policies of evo's generation 0 plus repaired random genomes, as the
    search draws them), each screened (--screen-steps) and fine-tuned in full (--final-steps)
@@ -16,6 +20,7 @@ in-process, without Ray.
     python benchmarks/rank_fidelity.py --policies 8 --seeds 3    # a small run
     python benchmarks/rank_fidelity.py --noise-only --seeds 10 --screen-steps 160   # part 1 alone
     python benchmarks/rank_fidelity.py --run runs/mine --policies 12   # your model, from one of your runs
+    python benchmarks/rank_fidelity.py --run runs/mine --noise-only --noise-top 3 --seeds 10
 
 With ``--run`` the model, data, base weights, search space, budget and trial settings (fine-tune
 steps, batch, lr, distillation) are those of an `evo search` run (any model evo searches: a file
@@ -64,7 +69,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None,
                    help="draws the random genomes; the rank runs' fine-tune seed (default 0, or the run's)")
     p.add_argument("--noise-only", action="store_true", help="print part 1 (the noise) and stop")
+    p.add_argument("--noise-genome", action="append", default=[], metavar="GENES",
+                   help="measure the noise on this policy (comma-separated gene indices; repeatable) "
+                        "instead of the median-cost one")
+    p.add_argument("--noise-top", type=int, default=None, metavar="K",
+                   help="with --run: measure the noise on the run's K most accurate screened policies "
+                        "(by validation accuracy, at its top rung)")
     args = p.parse_args(argv)
+    if args.noise_top is not None:
+        if args.run is None:
+            p.error("--noise-top picks a run's screened policies: give --run too")
+        if args.noise_genome:
+            p.error("give either --noise-top or --noise-genome")
+        if args.noise_top < 1:
+            p.error(f"--noise-top={args.noise_top} must be >= 1")
+    try:
+        args.noise_genome = [tuple(int(g) for g in text.split(",")) for text in args.noise_genome]
+    except ValueError:
+        p.error(f"--noise-genome {args.noise_genome!r}: each must be comma-separated integers")
     given = [f"--{name.replace('_', '-')}" for name in ("model", "dataset", "budget", "target", "pretrain_epochs")
              if getattr(args, name) is not None]
     if args.run is not None and given:
@@ -245,6 +267,41 @@ def flip_noise(correct: list) -> tuple[float, float]:
     return q, math.sqrt(q / (2 * len(correct[0])))
 
 
+def noise_genomes(args, space, genomes) -> list:
+    """Part (a)'s policies: --noise-genome's (checked against ``space``), with --noise-top K the
+    run's K most accurate distinct policies among its successful screens at the top rung (a lower
+    rung's accuracy is not comparable), else the median-cost one of the draw ``genomes``."""
+    from evo.core.genome import genome_from_key
+
+    try:
+        if args.noise_genome:
+            return [space.check_genome(genome) for genome in args.noise_genome]
+        if args.noise_top is None:
+            return [genomes[len(genomes) // 2]]
+        run, _ = search_run(args.run, "rank_fidelity")
+        trials = run.trials[(run.trials.phase == "search") & (run.trials.status == "ok")]
+        top_rung = trials[trials.steps == trials.steps.max()]
+        keys = top_rung.sort_values("accuracy", ascending=False, kind="stable").genome_key.drop_duplicates()
+        if len(keys) < args.noise_top:
+            raise ValueError(f"the run screened {len(keys)} distinct policies successfully at its top rung; "
+                             f"ask for --noise-top <= that")
+        return [space.check_genome(genome_from_key(key)) for key in keys.head(args.noise_top)]
+    except ValueError as err:
+        raise SystemExit(f"rank_fidelity: {err}")
+
+
+def pooled_noise(accuracies: list) -> tuple[float, float, float, int]:
+    """(std, low, high, dof): the std of one screen pooled over policies, each a list of its seeds'
+    accuracies (the root of the dof-weighted mean variance), and its 95 % interval from the
+    chi-square distribution with dof = sum(seeds - 1) degrees of freedom."""
+    from scipy.stats import chi2
+
+    dof = sum(len(a) - 1 for a in accuracies)
+    variance = sum((len(a) - 1) * statistics.variance(a) for a in accuracies) / dof
+    return (math.sqrt(variance), math.sqrt(dof * variance / chi2.ppf(0.975, dof)),
+            math.sqrt(dof * variance / chi2.ppf(0.025, dof)), dof)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -263,16 +320,23 @@ def main(argv=None) -> int:
 
     print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
           f"{cost_fn(genomes[-1]):.4g}")
-    noise_genome = genomes[len(genomes) // 2]
-    correct = [val_correct(prepared, noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
-    noise = [c.double().mean().item() for c in correct]
-    print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
-          f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
-          f"std {100 * statistics.stdev(noise):.3f} points")
-    q, implied = flip_noise(correct)
-    print(f"    two seeds' models disagree on {100 * q:.2f} % of the {len(correct[0])} validation images "
-          f"(one right, one wrong); on a split this size those flips alone imply a std of "
-          f"{100 * implied:.3f} points")
+    measured = []
+    for noise_genome in noise_genomes(args, space, genomes):
+        correct = [val_correct(prepared, noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
+        noise = [c.double().mean().item() for c in correct]
+        measured.append(noise)
+        print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
+              f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
+              f"std {100 * statistics.stdev(noise):.3f} points")
+        q, implied = flip_noise(correct)
+        print(f"    two seeds' models disagree on {100 * q:.2f} % of the {len(correct[0])} validation images "
+              f"(one right, one wrong); on a split this size those flips alone imply a std of "
+              f"{100 * implied:.3f} points")
+        print(f"    policy {','.join(map(str, noise_genome))}", flush=True)
+    std, low, high, dof = pooled_noise(measured)
+    print(f"(a) noise over {len(measured)} {'policy' if len(measured) == 1 else 'policies (pooled)'}: "
+          f"std {100 * std:.3f} points, 95 % interval {100 * low:.3f}-{100 * high:.3f} (chi-square, {dof} "
+          f"degrees of freedom)")
     if args.noise_only:
         return 0
     print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")

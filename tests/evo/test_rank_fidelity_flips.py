@@ -5,6 +5,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -37,3 +38,80 @@ def test_implied_std_matches_simulated_models_that_differ_only_by_flips():
     observed = statistics.stdev(c.double().mean().item() for c in correct)
     assert q == pytest.approx(0.1 * 0.5, rel=0.1)  # a coin image flips between two seeds half the time
     assert observed == pytest.approx(implied, rel=0.2)
+
+
+def test_pooled_noise_weights_variances_by_degrees_of_freedom_with_a_chi_square_interval():
+    from rank_fidelity import pooled_noise
+
+    # variances 1 (3 seeds, 2 dof) and 4 (2 seeds, 1 dof): pooled (2 * 1 + 1 * 4) / 3 = 2
+    std, low, high, dof = pooled_noise([[0.0, 1.0, 2.0], [0.0, 2.0 * math.sqrt(2.0)]])
+    assert dof == 3 and std == pytest.approx(math.sqrt(2.0))
+    # chi-square quantiles with 3 degrees of freedom from a printed table: 0.216 (2.5 %), 9.348 (97.5 %)
+    assert low == pytest.approx(math.sqrt(3 * 2.0 / 9.348), rel=1e-3)
+    assert high == pytest.approx(math.sqrt(3 * 2.0 / 0.216), rel=2e-3)
+    # one policy of 10 seeds: its own sample std, 9 dof (table: 2.700, 19.023)
+    seeds = [0.90, 0.91, 0.89, 0.90, 0.92, 0.88, 0.90, 0.91, 0.89, 0.90]
+    std, low, high, dof = pooled_noise([seeds])
+    assert dof == 9 and std == pytest.approx(statistics.stdev(seeds))
+    assert (low, high) == (pytest.approx(std * math.sqrt(9 / 19.023), rel=1e-3),
+                           pytest.approx(std * math.sqrt(9 / 2.700), rel=1e-3))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--noise-top", "3"], "give --run too"),
+    (["--run", "somewhere", "--noise-top", "0"], "--noise-top=0 must be >= 1"),
+    (["--run", "somewhere", "--noise-top", "2", "--noise-genome", "1,2"], "either --noise-top or --noise-genome"),
+    (["--noise-genome", "1,x,3"], "comma-separated integers"),
+])
+def test_noise_policy_options_are_checked(argv, needle, capsys):
+    from rank_fidelity import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert needle in capsys.readouterr().err
+
+
+def test_noise_genomes_are_checked_against_the_space_and_default_to_the_median_cost_one():
+    from evo.core.space import SearchSpace
+    from rank_fidelity import noise_genomes, parse_args
+
+    space = SearchSpace(layer_names=("conv1", "fc"))
+    drawn = [tuple([i] * space.n_genes) for i in range(5)]
+    assert noise_genomes(parse_args([]), space, drawn) == [drawn[2]]
+    chosen = parse_args(["--noise-genome", ",".join(["1"] * space.n_genes), "--noise-genome",
+                         ",".join(["0"] * space.n_genes)])
+    assert noise_genomes(chosen, space, drawn) == [tuple([1] * space.n_genes), tuple([0] * space.n_genes)]
+    with pytest.raises(SystemExit, match="genes; this space needs"):
+        noise_genomes(parse_args(["--noise-genome", "1,2"]), space, drawn)
+    with pytest.raises(SystemExit, match="valid indices"):
+        noise_genomes(SimpleNamespace(noise_genome=[tuple([99] * space.n_genes)], noise_top=None), space, drawn)
+
+
+def test_noise_top_ranks_only_the_top_rungs_successful_screens(monkeypatch):
+    import pandas as pd
+
+    import rank_fidelity
+    from evo.core.genome import genome_key
+    from evo.core.space import SearchSpace
+
+    space = SearchSpace(layer_names=("conv1", "fc"))
+    genomes = [tuple([i] * space.n_genes) for i in range(4)]
+    rows = [  # (genome, phase, status, steps, accuracy)
+        (genomes[0], "search", "ok", 9, 0.99),       # a low rung's accuracy: not comparable
+        (genomes[1], "search", "ok", 27, 0.80),
+        (genomes[1], "search", "ok", 27, 0.81),      # screened twice: one policy
+        (genomes[2], "search", "ok", 27, 0.70),
+        (genomes[3], "search", "failed", 27, 0.95),  # a failed trial's figure is not a screen
+        (genomes[3], "final", "ok", 500, 0.97),      # nor is a final one
+        (genomes[0], "search", "ok", 27, 0.60),
+    ]
+    trials = pd.DataFrame([{"genome_key": genome_key(g), "phase": phase, "status": status, "steps": steps,
+                            "accuracy": acc} for g, phase, status, steps, acc in rows])
+    monkeypatch.setattr(rank_fidelity, "search_run", lambda path, tool: (SimpleNamespace(trials=trials), None))
+    args = SimpleNamespace(noise_genome=[], noise_top=2, run="a-run")
+    assert rank_fidelity.noise_genomes(args, space, genomes) == [genomes[1], genomes[2]]
+    args.noise_top = 3
+    assert rank_fidelity.noise_genomes(args, space, genomes) == [genomes[1], genomes[2], genomes[0]]
+    args.noise_top = 4
+    with pytest.raises(SystemExit, match="3 distinct policies"):
+        rank_fidelity.noise_genomes(args, space, genomes)

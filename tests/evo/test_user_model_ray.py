@@ -135,6 +135,17 @@ def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run, m
         torch.set_num_threads(threads)
     assert again == screened.accuracy
     assert correct.shape == prepared[0].val_y.shape and correct.double().mean().item() == pytest.approx(again)
+    # --noise-top K: the run's K most accurate distinct screened policies, none left out that beat them
+    top_args = rank_fidelity.parse_args(["--run", str(moved_run), "--noise-top", "2"])
+    top = rank_fidelity.noise_genomes(top_args, prepared[3], prepared[5])
+    ok = trials[(trials.phase == "search") & (trials.status == "ok")]
+    best = {key: ok[ok.genome_key == key].accuracy.max() for key in ok.genome_key}
+    chosen = [key for key in best if genome_from_key(key) in top]
+    assert len(top) == len(set(top)) == len(chosen) == 2
+    assert min(best[key] for key in chosen) >= max(acc for key, acc in best.items() if key not in chosen)
+    with pytest.raises(SystemExit, match="ask for --noise-top <= that"):
+        rank_fidelity.noise_genomes(rank_fidelity.parse_args(["--run", str(moved_run), "--noise-top", "999"]),
+                                    prepared[3], prepared[5])
     assert {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")} == before
     for other in (["--model", "lenet5"], ["--pretrain-epochs", "3"]):  # the run names its own model and base
         with pytest.raises(SystemExit):
