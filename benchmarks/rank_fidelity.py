@@ -239,20 +239,14 @@ def val_accuracy(prepared, genome, seed: int, steps: int) -> float:
 def val_correct(prepared, genome, seed: int, steps: int):
     """Which validation images ``genome`` classifies right after the trial's fine-tune of ``steps``
     with ``seed`` (a bool tensor over the whole validation split)."""
-    import torch
-
     from trainables.policy_trial import tuned_model
-    from trainables.train import EVAL_BATCH
+    from trainables.train import evaluate
 
     splits, base, specs, space, _, _, make_settings = prepared
     model, _ = tuned_model(space.decode(genome), splits=splits, base_state=base.state_dict, specs=specs,
                            settings=make_settings(seed, steps), steps=steps,
                            teacher_logits=getattr(base, "teacher_logits", None))
-    model.eval()
-    batch = EVAL_BATCH.get(splits.val_x.device.type, EVAL_BATCH["cuda"])
-    with torch.no_grad():
-        predicted = torch.cat([model(x).argmax(1) for x in splits.val_x.split(batch)])
-    return predicted == splits.val_y
+    return evaluate(model, splits.val_x, splits.val_y, per_example=True)["correct"]
 
 
 def flip_noise(correct: list) -> tuple[float, float]:

@@ -190,9 +190,11 @@ def fine_tune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
 EVAL_BATCH = {"cuda": 2048, "cpu": 256}
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None) -> dict:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int | None = None,
+             per_example: bool = False) -> dict:
     """Accuracy and mean cross-entropy in eval mode; restores the model's previous mode.
-    ``batch_size`` defaults to ``EVAL_BATCH`` for the data's device.
+    ``batch_size`` defaults to ``EVAL_BATCH`` for the data's device. With ``per_example`` the
+    result also holds "correct": a bool tensor, one entry per example, True where it is classified right.
 
     Uses ``torch.no_grad`` rather than ``inference_mode``: parametrized weights computed
     under inference mode cannot be reused by autograd afterwards."""
@@ -203,17 +205,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     _check_positive(batch_size=batch_size)
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    correct = []
     total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
     try:
         with torch.no_grad():
             for images, labels in zip(x.split(batch_size), y.split(batch_size)):
                 logits = model(images)
                 total_loss += F.cross_entropy(logits, labels, reduction="sum").double()
-                correct += (logits.argmax(1) == labels).sum()
+                correct.append(logits.argmax(1) == labels)
     finally:
         model.train(was_training)
-    return {"accuracy": correct.item() / len(y), "loss": total_loss.item() / len(y)}
+    correct = torch.cat(correct)
+    result = {"accuracy": correct.sum().item() / len(y), "loss": total_loss.item() / len(y)}
+    if per_example:
+        result["correct"] = correct
+    return result
 
 
 def train_epochs(model: nn.Module, splits: TensorSplits, *, epochs: int, batch_size: int, lr: float,

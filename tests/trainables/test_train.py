@@ -36,6 +36,10 @@ def test_evaluate_golden_values():
     correct, wrong = math.log(math.e + 2) - 1, math.log(math.e + 2)
     assert result["accuracy"] == pytest.approx(2 / 3)
     assert result["loss"] == pytest.approx((2 * correct + wrong) / 3)
+    assert "correct" not in result
+    per_example = evaluate(model, x, torch.tensor([0, 1, 1]), batch_size=2, per_example=True)
+    assert per_example["correct"].tolist() == [True, True, False]  # across both batches, in order
+    assert per_example["accuracy"] == result["accuracy"]
 
 
 def test_evaluate_restores_mode_and_rejects_empty(digits):
