@@ -4,9 +4,10 @@ the 500-step final fine-tune does, and how noisy is one screened evaluation?
 1. Evaluation noise: one policy (the one at the median cost) screened with --seeds fine-tune
    seeds; the std of its validation accuracy is the noise every single, unpaired screen carries.
    --noise-genome measures it on policies of your choice instead, and --noise-top K (with --run)
-   on the run's K most accurate screened policies, the ones its selection decides between; with
-   several policies the std is also pooled over them (the root of their mean variance), each
-   summary with its 95 % interval.
+   on the run's K most accurate screened policies, the ones its selection decides between (their
+   seeds skip the run's own, whose lucky draw chose them); with several policies the std is also
+   pooled over them (the root of their mean variance), with its 95 % interval both as if their
+   seed noise were independent and as if the seeds they share moved them all alike.
 2. Rank fidelity: --policies policies spread evenly over the cost axis of the budget (the
    least-pruned uniform policies of evo's generation 0 plus repaired random genomes, as the
    search draws them), each screened (--screen-steps) and fine-tuned in full (--final-steps)
@@ -83,10 +84,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error("give either --noise-top or --noise-genome")
         if args.noise_top < 1:
             p.error(f"--noise-top={args.noise_top} must be >= 1")
-    try:
-        args.noise_genome = [tuple(int(g) for g in text.split(",")) for text in args.noise_genome]
-    except ValueError:
-        p.error(f"--noise-genome {args.noise_genome!r}: each must be comma-separated integers")
+    genomes = []
+    for text in args.noise_genome:
+        try:
+            genomes.append(tuple(int(g) for g in text.split(",")))
+        except ValueError:
+            p.error(f"--noise-genome {text!r} must be comma-separated integers (gene indices)")
+    args.noise_genome = genomes
     given = [f"--{name.replace('_', '-')}" for name in ("model", "dataset", "budget", "target", "pretrain_epochs")
              if getattr(args, name) is not None]
     if args.run is not None and given:
@@ -284,16 +288,28 @@ def noise_genomes(args, space, genomes) -> list:
         raise SystemExit(f"rank_fidelity: {err}")
 
 
-def pooled_noise(accuracies: list) -> tuple[float, float, float, int]:
-    """(std, low, high, dof): the std of one screen pooled over policies, each a list of its seeds'
-    accuracies (the root of the dof-weighted mean variance), and its 95 % interval from the
-    chi-square distribution with dof = sum(seeds - 1) degrees of freedom."""
+def noise_seeds(args) -> list[int]:
+    """Part (a)'s fine-tune seeds: 0.. --seeds - 1, skipping the run's seed (--seed) when the
+    policies were chosen (--noise-genome, --noise-top): a policy picked for its screen at that seed
+    would bring the lucky draw that picked it, and inflate its spread."""
+    if not (args.noise_genome or args.noise_top):
+        return list(range(args.seeds))
+    return [seed for seed in range(args.seeds + 1) if seed != args.seed][:args.seeds]
+
+
+def pooled_noise(accuracies: list) -> tuple[float, int]:
+    """(std, dof): the std of one screen pooled over policies, each a list of its seeds'
+    accuracies (the root of the dof-weighted mean variance), and its degrees of freedom,
+    sum(seeds - 1), as many as there are when the policies' seed noise is independent."""
+    dof = sum(len(a) - 1 for a in accuracies)
+    return math.sqrt(sum((len(a) - 1) * statistics.variance(a) for a in accuracies) / dof), dof
+
+
+def chi2_interval(std: float, dof: int) -> tuple[float, float]:
+    """The 95 % interval of a std estimated with ``dof`` degrees of freedom (chi-square)."""
     from scipy.stats import chi2
 
-    dof = sum(len(a) - 1 for a in accuracies)
-    variance = sum((len(a) - 1) * statistics.variance(a) for a in accuracies) / dof
-    return (math.sqrt(variance), math.sqrt(dof * variance / chi2.ppf(0.975, dof)),
-            math.sqrt(dof * variance / chi2.ppf(0.025, dof)), dof)
+    return math.sqrt(dof * std ** 2 / chi2.ppf(0.975, dof)), math.sqrt(dof * std ** 2 / chi2.ppf(0.025, dof))
 
 
 def main(argv=None) -> int:
@@ -314,12 +330,13 @@ def main(argv=None) -> int:
 
     print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
           f"{cost_fn(genomes[-1]):.4g}")
-    measured = []
+    measured, seeds = [], noise_seeds(args)
     for noise_genome in noise_genomes(args, space, genomes):
-        correct = [val_correct(prepared, noise_genome, seed, args.screen_steps) for seed in range(args.seeds)]
+        correct = [val_correct(prepared, noise_genome, seed, args.screen_steps) for seed in seeds]
         noise = [c.double().mean().item() for c in correct]
         measured.append(noise)
-        print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), {args.seeds} fine-tune seeds at "
+        print(f"(a) noise: one policy (cost {cost_fn(noise_genome):.4g}), fine-tune seeds {seeds[0]}..{seeds[-1]}"
+              f"{f' except {args.seed}' if len(seeds) < seeds[-1] - seeds[0] + 1 else ''} at "
               f"{args.screen_steps} steps: val accuracy {[round(a, 4) for a in noise]}, "
               f"std {100 * statistics.stdev(noise):.3f} points")
         q, implied = flip_noise(correct)
@@ -327,10 +344,17 @@ def main(argv=None) -> int:
               f"(one right, one wrong); on a split this size those flips alone imply a std of "
               f"{100 * implied:.3f} points")
         print(f"    policy {','.join(map(str, noise_genome))}", flush=True)
-    std, low, high, dof = pooled_noise(measured)
-    print(f"(a) noise over {len(measured)} {'policy' if len(measured) == 1 else 'policies (pooled)'}: "
-          f"std {100 * std:.3f} points, 95 % interval {100 * low:.3f}-{100 * high:.3f} (chi-square, {dof} "
-          f"degrees of freedom)")
+    std, dof = pooled_noise(measured)
+    low, high = chi2_interval(std, dof)
+    if len(measured) == 1:
+        print(f"(a) noise over 1 policy: std {100 * std:.3f} points, 95 % interval {100 * low:.3f}-{100 * high:.3f} "
+              f"(chi-square, {dof} degrees of freedom)")
+    else:  # every policy is fine-tuned with the same seeds, so their noise is not independent
+        shared_low, shared_high = chi2_interval(std, len(seeds) - 1)
+        print(f"(a) noise over {len(measured)} policies (pooled): std {100 * std:.3f} points, 95 % interval "
+              f"{100 * low:.3f}-{100 * high:.3f} if their seed noise were independent ({dof} degrees of freedom), "
+              f"{100 * shared_low:.3f}-{100 * shared_high:.3f} if the shared seeds moved them all alike "
+              f"({len(seeds) - 1})")
     if args.noise_only:
         return 0
     print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")

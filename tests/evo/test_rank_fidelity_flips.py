@@ -41,27 +41,30 @@ def test_implied_std_matches_simulated_models_that_differ_only_by_flips():
 
 
 def test_pooled_noise_weights_variances_by_degrees_of_freedom_with_a_chi_square_interval():
-    from rank_fidelity import pooled_noise
+    from rank_fidelity import chi2_interval, pooled_noise
 
     # variances 1 (3 seeds, 2 dof) and 4 (2 seeds, 1 dof): pooled (2 * 1 + 1 * 4) / 3 = 2
-    std, low, high, dof = pooled_noise([[0.0, 1.0, 2.0], [0.0, 2.0 * math.sqrt(2.0)]])
+    std, dof = pooled_noise([[0.0, 1.0, 2.0], [0.0, 2.0 * math.sqrt(2.0)]])
     assert dof == 3 and std == pytest.approx(math.sqrt(2.0))
     # chi-square quantiles with 3 degrees of freedom from a printed table: 0.216 (2.5 %), 9.348 (97.5 %)
+    low, high = chi2_interval(std, dof)
     assert low == pytest.approx(math.sqrt(3 * 2.0 / 9.348), rel=1e-3)
     assert high == pytest.approx(math.sqrt(3 * 2.0 / 0.216), rel=2e-3)
     # one policy of 10 seeds: its own sample std, 9 dof (table: 2.700, 19.023)
     seeds = [0.90, 0.91, 0.89, 0.90, 0.92, 0.88, 0.90, 0.91, 0.89, 0.90]
-    std, low, high, dof = pooled_noise([seeds])
+    std, dof = pooled_noise([seeds])
     assert dof == 9 and std == pytest.approx(statistics.stdev(seeds))
-    assert (low, high) == (pytest.approx(std * math.sqrt(9 / 19.023), rel=1e-3),
-                           pytest.approx(std * math.sqrt(9 / 2.700), rel=1e-3))
+    assert chi2_interval(std, dof) == (pytest.approx(std * math.sqrt(9 / 19.023), rel=1e-3),
+                                       pytest.approx(std * math.sqrt(9 / 2.700), rel=1e-3))
 
 
 @pytest.mark.parametrize("argv, needle", [
     (["--noise-top", "3"], "give --run too"),
     (["--run", "somewhere", "--noise-top", "0"], "--noise-top=0 must be >= 1"),
     (["--run", "somewhere", "--noise-top", "2", "--noise-genome", "1,2"], "either --noise-top or --noise-genome"),
-    (["--noise-genome", "1,x,3"], "comma-separated integers"),
+    (["--noise-genome", "1,x,3"], "'1,x,3' must be comma-separated integers"),
+    (["--noise-genome", "1,2", "--noise-genome", ""], "'' must be comma-separated integers"),
+    (["--noise-genome", "1,,2"], "'1,,2' must be comma-separated integers"),
 ])
 def test_noise_policy_options_are_checked(argv, needle, capsys):
     from rank_fidelity import parse_args
@@ -115,3 +118,37 @@ def test_noise_top_ranks_only_the_top_rungs_successful_screens(monkeypatch):
     args.noise_top = 4
     with pytest.raises(SystemExit, match="3 distinct policies"):
         rank_fidelity.noise_genomes(args, space, genomes)
+
+
+def test_part_a_measures_chosen_policies_on_seeds_other_than_the_runs_and_pools_them(monkeypatch, capsys):
+    """main's part (a) on two chosen policies, with setup and the fine-tune replaced by stand-ins
+    (per-seed accuracies known in advance): the run's seed is skipped, each policy's std and the
+    pooled one are printed with both intervals."""
+    import rank_fidelity
+    from evo.core.space import SearchSpace
+
+    space = SearchSpace(layer_names=("conv1", "fc"))
+    a, b = tuple([0] * space.n_genes), tuple([1] * space.n_genes)
+    n = 400
+    right = {a: {1: 300, 2: 310, 3: 290, 4: 320}, b: {1: 200, 2: 200, 3: 220, 4: 180}}  # per seed, of n
+    calls = []
+
+    def correct(prepared, genome, seed, steps):
+        calls.append((genome, seed, steps))
+        return torch.arange(n) < right[genome][seed]
+
+    base = SimpleNamespace(val_accuracy=0.9, state_dict={})
+    monkeypatch.setattr(rank_fidelity, "setup", lambda args: (None, base, None, space, lambda g: 1.0, [a, b], None))
+    monkeypatch.setattr(rank_fidelity, "val_correct", correct)
+    argv = ["--noise-only", "--seeds", "4", "--seed", "0", "--screen-steps", "7",
+            "--noise-genome", ",".join(map(str, a)), "--noise-genome", ",".join(map(str, b))]
+    assert rank_fidelity.main(argv) == 0
+    assert calls == [(g, seed, 7) for g in (a, b) for seed in (1, 2, 3, 4)]  # seed 0 (the run's) skipped
+    out = capsys.readouterr().out
+    std_a = statistics.stdev(k / n for k in right[a].values())
+    std_b = statistics.stdev(k / n for k in right[b].values())
+    assert "except" not in out and "fine-tune seeds 1..4 at 7 steps" in out
+    assert f"std {100 * std_a:.3f} points" in out and f"std {100 * std_b:.3f} points" in out
+    pooled = math.sqrt((std_a ** 2 + std_b ** 2) / 2)
+    assert f"(a) noise over 2 policies (pooled): std {100 * pooled:.3f} points" in out
+    assert "if their seed noise were independent (6 degrees of freedom)" in out and "all alike (3)" in out
