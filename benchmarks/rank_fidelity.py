@@ -200,7 +200,12 @@ def setup_from_run(args):
     from evo.runs.prepare import prepare
     from trainables.data import to_tensors
 
-    _, cfg = search_run(args.run, "rank_fidelity")
+    run, cfg = search_run(args.run, "rank_fidelity")
+    if args.noise_top is not None:  # before the run's inputs are prepared
+        try:
+            top_screened(run.trials, args.noise_top)
+        except ValueError as err:
+            raise SystemExit(f"rank_fidelity: {err}")
     for name, value in (("screen_steps", cfg.fine_tune_steps), ("final_steps", cfg.final_steps),
                         ("batch_size", cfg.batch_size), ("lr", cfg.lr), ("seed", cfg.seed)):
         if getattr(args, name) is None:
@@ -277,15 +282,21 @@ def noise_genomes(args, space, genomes) -> list:
         if args.noise_top is None:
             return [genomes[len(genomes) // 2]]
         run, _ = search_run(args.run, "rank_fidelity")
-        trials = run.trials[(run.trials.phase == "search") & (run.trials.status == "ok")]
-        top_rung = trials[trials.steps == trials.steps.max()]
-        keys = top_rung.sort_values("accuracy", ascending=False, kind="stable").genome_key.drop_duplicates()
-        if len(keys) < args.noise_top:
-            raise ValueError(f"the run screened {len(keys)} distinct policies successfully at its top rung; "
-                             f"ask for --noise-top <= that")
-        return [space.check_genome(genome_from_key(key)) for key in keys.head(args.noise_top)]
+        return [space.check_genome(genome_from_key(key)) for key in top_screened(run.trials, args.noise_top)]
     except ValueError as err:
         raise SystemExit(f"rank_fidelity: {err}")
+
+
+def top_screened(trials, count: int) -> list[str]:
+    """The genome keys of the ``count`` most accurate distinct policies among a run's successful
+    screens at its top rung (a lower rung's accuracy is not comparable); ValueError when it has fewer."""
+    ok = trials[(trials.phase == "search") & (trials.status == "ok")]
+    top_rung = ok[ok.steps == ok.steps.max()]
+    keys = top_rung.sort_values("accuracy", ascending=False, kind="stable").genome_key.drop_duplicates()
+    if len(keys) < count:
+        raise ValueError(f"the run screened {len(keys)} distinct policies successfully at its top rung; "
+                         f"ask for --noise-top <= that")
+    return list(keys.head(count))
 
 
 def noise_seeds(args) -> list[int]:
