@@ -200,12 +200,7 @@ def setup_from_run(args):
     from evo.runs.prepare import prepare
     from trainables.data import to_tensors
 
-    run, cfg = search_run(args.run, "rank_fidelity")
-    if args.noise_top is not None:  # before the run's inputs are prepared
-        try:
-            top_screened(run.trials, args.noise_top)
-        except ValueError as err:
-            raise SystemExit(f"rank_fidelity: {err}")
+    _, cfg = search_run(args.run, "rank_fidelity")
     for name, value in (("screen_steps", cfg.fine_tune_steps), ("final_steps", cfg.final_steps),
                         ("batch_size", cfg.batch_size), ("lr", cfg.lr), ("seed", cfg.seed)):
         if getattr(args, name) is None:
@@ -270,19 +265,17 @@ def flip_noise(correct: list) -> tuple[float, float]:
     return q, math.sqrt(q / (2 * len(correct[0])))
 
 
-def noise_genomes(args, space, genomes) -> list:
-    """Part (a)'s policies: --noise-genome's (checked against ``space``), with --noise-top K the
-    run's K most accurate distinct policies among its successful screens at the top rung (a lower
-    rung's accuracy is not comparable), else the median-cost one of the draw ``genomes``."""
+def noise_genomes(args, space, genomes, top_keys=None) -> list:
+    """Part (a)'s policies: --noise-genome's, or with --noise-top the run's ``top_keys``
+    (``top_screened``), each checked against ``space``; else the median-cost one of the draw ``genomes``."""
     from evo.core.genome import genome_from_key
 
     try:
         if args.noise_genome:
             return [space.check_genome(genome) for genome in args.noise_genome]
-        if args.noise_top is None:
-            return [genomes[len(genomes) // 2]]
-        run, _ = search_run(args.run, "rank_fidelity")
-        return [space.check_genome(genome_from_key(key)) for key in top_screened(run.trials, args.noise_top)]
+        if top_keys is not None:
+            return [space.check_genome(genome_from_key(key)) for key in top_keys]
+        return [genomes[len(genomes) // 2]]
     except ValueError as err:
         raise SystemExit(f"rank_fidelity: {err}")
 
@@ -330,6 +323,12 @@ def main(argv=None) -> int:
 
     from evo.runs.summary import describe_policy
 
+    top_keys = None
+    if args.noise_top is not None:  # picked, and K checked, before the run's inputs are prepared
+        try:
+            top_keys = top_screened(search_run(args.run, "rank_fidelity")[0].trials, args.noise_top)
+        except ValueError as err:
+            raise SystemExit(f"rank_fidelity: {err}")
     if args.threads:
         torch.set_num_threads(args.threads)
     prepared = setup(args)
@@ -342,7 +341,7 @@ def main(argv=None) -> int:
     print(f"base: val {base.val_accuracy:.4f}; {len(genomes)} policies, costs {cost_fn(genomes[0]):.4g}.."
           f"{cost_fn(genomes[-1]):.4g}")
     measured, seeds = [], noise_seeds(args)
-    for noise_genome in noise_genomes(args, space, genomes):
+    for noise_genome in noise_genomes(args, space, genomes, top_keys):
         correct = [val_correct(prepared, noise_genome, seed, args.screen_steps) for seed in seeds]
         noise = [c.double().mean().item() for c in correct]
         measured.append(noise)

@@ -90,7 +90,7 @@ def test_noise_genomes_are_checked_against_the_space_and_default_to_the_median_c
         noise_genomes(SimpleNamespace(noise_genome=[tuple([99] * space.n_genes)], noise_top=None), space, drawn)
 
 
-def test_noise_top_ranks_only_the_top_rungs_successful_screens(monkeypatch):
+def test_noise_top_ranks_only_the_top_rungs_successful_screens():
     import pandas as pd
 
     import rank_fidelity
@@ -110,14 +110,13 @@ def test_noise_top_ranks_only_the_top_rungs_successful_screens(monkeypatch):
     ]
     trials = pd.DataFrame([{"genome_key": genome_key(g), "phase": phase, "status": status, "steps": steps,
                             "accuracy": acc} for g, phase, status, steps, acc in rows])
-    monkeypatch.setattr(rank_fidelity, "search_run", lambda path, tool: (SimpleNamespace(trials=trials), None))
-    args = SimpleNamespace(noise_genome=[], noise_top=2, run="a-run")
-    assert rank_fidelity.noise_genomes(args, space, genomes) == [genomes[1], genomes[2]]
-    args.noise_top = 3
-    assert rank_fidelity.noise_genomes(args, space, genomes) == [genomes[1], genomes[2], genomes[0]]
-    args.noise_top = 4
-    with pytest.raises(SystemExit, match="3 distinct policies"):
-        rank_fidelity.noise_genomes(args, space, genomes)
+    assert rank_fidelity.top_screened(trials, 2) == [genome_key(genomes[1]), genome_key(genomes[2])]
+    top = rank_fidelity.top_screened(trials, 3)
+    assert top == [genome_key(g) for g in (genomes[1], genomes[2], genomes[0])]
+    args = SimpleNamespace(noise_genome=[], noise_top=3, run="a-run")
+    assert rank_fidelity.noise_genomes(args, space, genomes, top) == [genomes[1], genomes[2], genomes[0]]
+    with pytest.raises(ValueError, match="3 distinct policies"):
+        rank_fidelity.top_screened(trials, 4)
 
 
 def test_part_a_measures_chosen_policies_on_seeds_other_than_the_runs_and_pools_them(monkeypatch, capsys):

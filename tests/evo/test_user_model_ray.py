@@ -137,16 +137,13 @@ def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run, m
     assert correct.shape == prepared[0].val_y.shape and correct.double().mean().item() == pytest.approx(again)
     # --noise-top K: the run's K most accurate distinct screened policies, none left out that beat them
     top_args = rank_fidelity.parse_args(["--run", str(moved_run), "--noise-top", "2"])
-    top = rank_fidelity.noise_genomes(top_args, prepared[3], prepared[5])
+    top = rank_fidelity.noise_genomes(top_args, prepared[3], prepared[5], rank_fidelity.top_screened(trials, 2))
     ok = trials[(trials.phase == "search") & (trials.status == "ok")]
     ok = ok[ok.steps == ok.steps.max()]  # the top rung (this run has one)
     best = {key: ok[ok.genome_key == key].accuracy.max() for key in ok.genome_key}
     chosen = [key for key in best if genome_from_key(key) in top]
     assert len(top) == len(set(top)) == len(chosen) == 2
     assert min(best[key] for key in chosen) >= max(acc for key, acc in best.items() if key not in chosen)
-    too_many = rank_fidelity.parse_args(["--run", str(moved_run), "--noise-top", "999"])
-    with pytest.raises(SystemExit, match="ask for --noise-top <= that"):
-        rank_fidelity.noise_genomes(too_many, prepared[3], prepared[5])
 
     def unprepared(*args, **kwargs):
         raise AssertionError("the run's inputs were prepared before --noise-top was checked")
@@ -154,7 +151,7 @@ def test_rank_fidelity_measures_a_users_run_with_the_runs_own_trial(moved_run, m
     with monkeypatch.context() as patch:
         patch.setattr("evo.runs.prepare.prepare", unprepared)
         with pytest.raises(SystemExit, match="ask for --noise-top <= that"):
-            rank_fidelity.setup(too_many)
+            rank_fidelity.main(["--run", str(moved_run), "--noise-only", "--noise-top", "999"])
     assert {p: p.stat().st_mtime_ns for p in moved_run.rglob("*")} == before
     for other in (["--model", "lenet5"], ["--pretrain-epochs", "3"]):  # the run names its own model and base
         with pytest.raises(SystemExit):
