@@ -17,7 +17,8 @@
 # the searches' compute, admm-uniform for ADMM on evo's uniform grid, evo-long-final for evo with a
 # short search and one long final, benchmarks/size_long_final.yaml, evo-long-final-fill for the same
 # with the final policy grown to the budget, evo-surrogate for evo with the offspring pre-screen,
-# benchmarks/surrogate.yaml). A finished run is skipped, so
+# benchmarks/surrogate.yaml, evo-val20 for evo on a 20 % validation split,
+# benchmarks/val_fraction_0.2.yaml). A finished run is skipped, so
 # the script can be re-run to continue; an evo or ADMM run that stopped part-way is resumed (--resume),
 # a uniform, random or optuna run (they do not resume) is moved to STORAGE/.stopped/ and started again.
 set -euo pipefail
@@ -81,9 +82,13 @@ for budget in $BUDGETS; do
       evo-surrogate) for seed in $(seq 0 $((SEEDS - 1))); do
              run "evo-surrogate-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed" \
                --config benchmarks/surrogate.yaml; done ;;
+      # evo on a validation split of 20 % (benchmarks/val_fraction_0.2.yaml): the default's samples
+      evo-val20) for seed in $(seq 0 $((SEEDS - 1))); do
+             run "evo-val20-$tag-s$seed" $EVO search "${DATA[@]}" --budget "$budget" --seed "$seed" \
+               --config benchmarks/val_fraction_0.2.yaml; done ;;
       uniform|random|optuna) for seed in $(seq 0 $((SEEDS - 1))); do
              restart "$method-$tag-s$seed" $EVO baseline "$method" "${DATA[@]}" --budget "$budget" --seed "$seed"; done ;;
-      *) echo "unknown method $method; valid: evo evo-long-final evo-long-final-fill evo-surrogate uniform random optuna admm admm-equal admm-uniform" >&2; exit 2 ;;
+      *) echo "unknown method $method; valid: evo evo-long-final evo-long-final-fill evo-surrogate evo-val20 uniform random optuna admm admm-equal admm-uniform" >&2; exit 2 ;;
     esac
   done
 done

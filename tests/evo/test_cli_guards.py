@@ -207,3 +207,28 @@ def test_a_resumed_run_keeps_the_pretraining_epochs_it_started_with():
     assert epochs(recorded, resume=False) is None  # a new run: the default
     assert epochs(recorded, pretrain_epochs=5) == 5  # asked for
     assert epochs(older, weights="w.pt") is None  # no pretraining at all
+
+
+BENCHMARKS = __import__("pathlib").Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_every_config_the_study_script_names_exists_and_is_a_valid_search():
+    """benchmarks/study_lenet.sh runs `evo search --config benchmarks/X.yaml` for its evo variants:
+    each such file exists and resolves over the default preset to a valid SearchConfig that changes
+    the settings the file names and nothing else (a renamed or mistyped key would fail here, not
+    an hour into a study)."""
+    import re
+    from dataclasses import asdict
+
+    from evo.runs.config import SearchConfig, read_yaml, resolve_config
+
+    named = sorted(set(re.findall(r"--config (benchmarks/[\w.]+\.yaml)", (BENCHMARKS / "study_lenet.sh").read_text())))
+    assert "benchmarks/val_fraction_0.2.yaml" in named and len(named) >= 4, named
+    default = asdict(resolve_config())
+    for relative in named:
+        path = BENCHMARKS.parent / relative
+        settings = read_yaml(path)
+        cfg = resolve_config(None, str(path))
+        assert isinstance(cfg, SearchConfig)
+        changed = {k for k, v in asdict(cfg).items() if v != default[k]}
+        assert changed == {k for k, v in settings.items() if v != default[k]} and changed, (relative, changed)
