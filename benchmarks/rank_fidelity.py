@@ -7,7 +7,9 @@ the 500-step final fine-tune does, and how noisy is one screened evaluation?
    on the run's K most accurate screened policies, the ones its selection decides between (their
    seeds skip the run's own, whose lucky draw chose them); with several policies the std is also
    pooled over them (the root of their mean variance), with its 95 % interval both as if their
-   seed noise were independent and as if the seeds they share moved them all alike.
+   seed noise were independent and as if the seeds they share moved them all alike, and paired:
+   the std of two policies' difference over the shared seeds, per policy (/ sqrt 2) — the noise of
+   a comparison within one run, where every trial shares the run's seed.
 2. Rank fidelity: --policies policies spread evenly over the cost axis of the budget (the
    least-pruned uniform policies of evo's generation 0 plus repaired random genomes, as the
    search draws them), each screened (--screen-steps) and fine-tuned in full (--final-steps)
@@ -309,6 +311,20 @@ def pooled_noise(accuracies: list) -> tuple[float, int]:
     return math.sqrt(sum((len(a) - 1) * statistics.variance(a) for a in accuracies) / dof), dof
 
 
+def paired_noise(accuracies: list) -> float:
+    """The seed noise of a comparison between two of the policies, each a list of its accuracies on
+    the same seeds (common random numbers: within a run every trial shares one seed): the variance of
+    the difference of two policies' accuracies across seeds, averaged over all pairs, halved (two
+    policies' noise enters a difference), as a std. Equal to ``pooled_noise``'s std when the seeds move
+    the policies independently (and equally), lower when a seed moves them alike."""
+    import itertools
+
+    if len(accuracies) < 2 or len({len(a) for a in accuracies}) != 1:
+        raise ValueError("paired_noise needs two or more policies measured on the same seeds")
+    pairs = list(itertools.combinations(accuracies, 2))
+    return math.sqrt(sum(statistics.variance([x - y for x, y in zip(a, b)]) for a, b in pairs) / len(pairs) / 2)
+
+
 def chi2_interval(std: float, dof: int) -> tuple[float, float]:
     """The 95 % interval of a std estimated with ``dof`` degrees of freedom (chi-square)."""
     from scipy.stats import chi2
@@ -365,6 +381,9 @@ def main(argv=None) -> int:
               f"{100 * low:.3f}-{100 * high:.3f} if their seed noise were independent ({dof} degrees of freedom), "
               f"{100 * shared_low:.3f}-{100 * shared_high:.3f} if the shared seeds moved them all alike "
               f"({len(seeds) - 1})")
+        print(f"    paired: two of these policies fine-tuned on the same seed (as within a run) differ by a seed "
+              f"noise of {100 * paired_noise(measured):.3f} points per policy (the std of their difference over "
+              f"the seeds, averaged over the {len(measured) * (len(measured) - 1) // 2} pairs, divided by sqrt 2)")
     if args.noise_only:
         return 0
     print(f"{'cost':>12} {'screened':>9} {'final':>9}  policy")

@@ -151,3 +151,27 @@ def test_part_a_measures_chosen_policies_on_seeds_other_than_the_runs_and_pools_
     pooled = math.sqrt((std_a ** 2 + std_b ** 2) / 2)
     assert f"(a) noise over 2 policies (pooled): std {100 * pooled:.3f} points" in out
     assert "if their seed noise were independent (6 degrees of freedom)" in out and "all alike (3)" in out
+    # paired: the differences a - b over seeds 1..4 are 100, 110, 70, 140 (of n)
+    paired = statistics.stdev(d / n for d in (100, 110, 70, 140)) / math.sqrt(2)
+    assert f"differ by a seed noise of {100 * paired:.3f} points per policy" in out and "over the 1 pairs" in out
+
+
+def test_paired_noise_is_the_pooled_noise_for_independent_seeds_and_zero_for_seeds_that_move_all_alike():
+    from rank_fidelity import paired_noise, pooled_noise
+
+    # by hand: differences (a - b) = [1, -1, 1, -1] (variance 4/3), (a - c) = [0, 0, 0, 0],
+    # (b - c) = [-1, 1, -1, 1] (variance 4/3): mean 8/9, halved 4/9
+    a, b, c = [1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]
+    assert paired_noise([a, b, c]) == pytest.approx(2.0 / 3.0)
+    # a seed that shifts every policy alike (a shared offset) cancels in the pairs, not in the pool
+    shift = [0.3, -0.2, 0.5, -0.6, 0.1]
+    own = [[0.01, -0.02, 0.0, 0.02, -0.01], [-0.01, 0.0, 0.02, -0.02, 0.01]]
+    moved = [[s + o for s, o in zip(shift, own_noise)] for own_noise in own]
+    assert pooled_noise(moved)[0] > 0.3
+    assert paired_noise(moved) == pytest.approx(paired_noise(own)) and paired_noise(moved) < 0.03
+    # independent seed noise: the paired figure estimates the same std as the pooled one
+    generator = torch.Generator().manual_seed(0)
+    independent = (0.02 * torch.randn(6, 2000, generator=generator)).tolist()
+    assert paired_noise(independent) == pytest.approx(pooled_noise(independent)[0], rel=0.05)
+    with pytest.raises(ValueError, match="two or more policies measured on the same seeds"):
+        paired_noise([[0.1, 0.2], [0.1, 0.2, 0.3]])
