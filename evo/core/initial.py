@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 from evo.core.repair import PRUNE_GENE, CostFn, _cost, repair
 from evo.core.space import GENES_PER_LAYER, SearchSpace
@@ -46,21 +46,36 @@ def thinned(genomes: list[tuple[int, ...]], cost_fn: CostFn, keep: int) -> list[
     return [genome for genome in genomes if genome in picked]
 
 
+def uniform_picks(uniforms: list[tuple[int, ...]], cost_fn: CostFn, keep: int,
+                  rank: Callable[[tuple[int, ...]], float] | None = None) -> list[tuple[int, ...]]:
+    """At most ``keep`` of the uniform genomes, in the order given: with ``rank`` (e.g. the per-layer
+    sensitivity's predicted distortion) the ``keep`` that rank lowest, ties broken by cost then by
+    the order given; without it ``thinned`` along the cost axis."""
+    if rank is None:
+        return thinned(uniforms, cost_fn, keep)
+    order = {genome: i for i, genome in enumerate(uniforms)}
+    picked = set(sorted(uniforms, key=lambda g: (rank(g), _cost(cost_fn, g), order[g]))[:keep])
+    return [genome for genome in uniforms if genome in picked]
+
+
 def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int, rng: random.Random,
-                    draws_per_slot: int = 10, guided: Sequence[tuple[int, ...]] = ()
+                    draws_per_slot: int = 10, guided: Sequence[tuple[int, ...]] = (),
+                    uniform_rank: Callable[[tuple[int, ...]], float] | None = None
                     ) -> list[tuple[tuple[int, ...], bool]]:
     """Generation 0 as (genome, repaired) pairs, ``size`` distinct genomes when the space allows:
 
-    * the least-pruned uniform genomes within ``limit``, thinned along the cost axis to
-      ``UNIFORM_SHARE`` of the population when they outnumber it (the rest are screened
-      after the search for the best-uniform reference, ``evo.methods.evolve.best_uniform``);
+    * the least-pruned uniform genomes within ``limit``, ``UNIFORM_SHARE`` of the population of
+      them when they outnumber it (``uniform_picks``: those ``uniform_rank`` ranks lowest, e.g. the
+      least predicted distortion, or else spread along the cost axis; the rest are screened after
+      the search for the best-uniform reference, ``evo.methods.evolve.best_uniform``);
     * the sensitivity-guided genomes (``evo.core.sensitivity.guided_genomes``), never repaired:
       the first ``GUIDED_SHARE`` of the population of them, in the order given;
     * repaired random genomes, each repaired to a budget fraction spread evenly over
       ``RANDOM_FRACTIONS`` so generation 0 covers the cost axis (at most ``draws_per_slot *
       size`` draws)."""
     uniforms = least_pruned_uniforms(space, cost_fn, limit)
-    chosen = {genome: False for genome in thinned(uniforms, cost_fn, max(1, math.ceil(UNIFORM_SHARE * size)))}
+    keep = max(1, math.ceil(UNIFORM_SHARE * size))
+    chosen = {genome: False for genome in uniform_picks(uniforms, cost_fn, keep, uniform_rank)}
     for genome in guided[:guided_slots(size)]:
         if len(chosen) >= size:
             break

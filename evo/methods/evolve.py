@@ -58,7 +58,8 @@ class Evolve(PolicyMethod):
                                     crossover_prob=cfg.crossover_prob,
                                     guided=guided_policies(prep, sensitivity(), log),
                                     rungs=cfg.rungs, rung_factor=cfg.rung_factor,
-                                    surrogate=surrogate(cfg, sensitivity(), log))
+                                    surrogate=surrogate(cfg, sensitivity(), log),
+                                    uniform_rank=uniform_rank(prep, sensitivity(), log))
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
             population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
@@ -185,6 +186,36 @@ def guided_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
         f"fractions {', '.join(f'{f:g}' for f in GUIDED_FRACTIONS)}, at "
         f"{', '.join(f'{prep.cost_fn(g) / prep.limit:.2f}' for g in taken) or 'none'} of the budget")
     return taken
+
+
+def uniform_rank(prep, sensitivity, log):
+    """How generation 0 picks its share of the uniform policies when they outnumber it: the least
+    predicted distortion of ``sensitivity`` (it orders LeNet-5's uniform policies by their screened
+    accuracy with Spearman 0.95-0.97), or, without one, spread along the cost axis (None)."""
+    from evo.core.initial import UNIFORM_SHARE, least_pruned_uniforms, uniform_picks
+    from evo.core.rungs import screen_size
+
+    cfg = prep.cfg
+    uniforms = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
+    keep = max(1, math.ceil(UNIFORM_SHARE * screen_size(cfg.population, cfg.rungs, cfg.rung_factor)))
+    rank = None if sensitivity is None else sensitivity.distortion
+    if len(uniforms) > keep:
+        how = "the least predicted distortion" if rank else "spread along the cost axis (no sensitivity)"
+        picks = uniform_picks(uniforms, prep.cost_fn, keep, rank)
+        log(f"uniform policies for generation 0: {len(picks)} of the {len(uniforms)} least-pruned within the budget, "
+            f"by {how}: {', '.join(uniform_name(prep.space, g) for g in picks)}")
+    return rank
+
+
+def uniform_name(space, genome) -> str:
+    """A uniform policy in short, e.g. 's0.8 w3a3': its layers' most common setting (a pinned 8-bit
+    first or last layer differs from the rest)."""
+    import json
+
+    from evo.runs.summary import describe_policy
+
+    settings = [part.split(" ", 1)[1] for part in describe_policy(json.dumps(space.decode(genome).to_dict())).split(" | ")]
+    return max(settings, key=settings.count)
 
 
 def surrogate(cfg, sensitivity, log):

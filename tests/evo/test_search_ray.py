@@ -58,6 +58,13 @@ def test_smoke_search_end_to_end(uninterrupted):
     assert ok.node_id.notna().all() and (ok.steps == 40).all()
     policy = json.loads(ok.policy.iloc[0])
     assert set(policy["layers"]) == {"fc1", "fc2", "fc3"}
+    # generation 0 took the uniform policies of least predicted distortion, as its log line says
+    line = next(x for x in out.splitlines() if x.startswith("uniform policies for generation 0: "))
+    assert "by the least predicted distortion: " in line, line
+    named = set(line.split("distortion: ")[1].split(", "))
+    settings = [{f"s{lp['sparsity']:g} w{lp['weight_bits']}a{lp['activation_bits']}"
+                 for lp in json.loads(text)["layers"].values()} for text in search.policy]
+    assert len(named) == 2 and named <= {s.pop() for s in settings if len(s) == 1}, (named, line)
 
     gens = pd.read_parquet(run / "generations.parquet")
     assert list(gens.generation) == [0, 1, 2]
