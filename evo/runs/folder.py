@@ -103,11 +103,13 @@ class RunFolder:
 def search_recipe(config: dict) -> dict:
     """The settings of a search run (evo search, the uniform/random/optuna baselines) that decide
     its result besides the budget, the seed and the base model: every ``SearchConfig`` field but
-    the model, data, Ray and folder ones (``RunSettings``), budget, target and seed; a setting
+    the model, data, Ray and folder ones (``RunSettings``), budget, target and seed — though
+    ``val_fraction`` counts: it sets which images select the policies (and what the base model
+    trains on), so runs on 10 % and on 20 % validation splits are different methods; a setting
     absent from ``config`` (a run older than it) takes its default."""
     from evo.runs.config import RunSettings, SearchConfig
 
-    skip = {f.name for f in fields(RunSettings)} | {"budget", "target", "seed", "extra"}
+    skip = ({f.name for f in fields(RunSettings)} - {"val_fraction"}) | {"budget", "target", "seed", "extra"}
     defaults = SearchConfig()
     recipe = {}
     for f in fields(SearchConfig):

@@ -149,6 +149,10 @@ def test_search_runs_with_other_recipes_are_methods_of_their_own():
     legend_labels = [c["method"] for c in hypervolume_curves(runs)]
     assert legend_labels == ["evo"] * 2 + ["evo (generations 2, final_steps 2250, final_top 1)"] * 2 + ["random"] * 2
     assert set(final_points(runs).method) == set(summary.method)
+    # a larger validation split is a method of its own too (benchmarks/study_lenet.sh's evo-val20)
+    split = [run("evo", "v0", 0, val_fraction=0.2), run("evo", "v1", 1, val_fraction=0.2)]
+    summary = summarize(per_seed_results(runs[:2] + split))
+    assert list(summary.method) == ["evo", "evo (val_fraction 0.2)"] and (summary.n == 2).all()
 
 
 def test_the_run_table_lists_each_search_runs_settings_not_at_their_default():
