@@ -30,6 +30,11 @@ def least_pruned_uniforms(space: SearchSpace, cost_fn: CostFn, limit: float) -> 
     return list(least.values())
 
 
+def uniform_slots(size: int) -> int:
+    """How many uniform genomes a generation 0 of ``size`` takes at most."""
+    return max(1, math.ceil(UNIFORM_SHARE * size))
+
+
 def guided_slots(size: int) -> int:
     """How many sensitivity-guided genomes a generation 0 of ``size`` takes at most (the first given)."""
     return max(1, math.ceil(GUIDED_SHARE * size))
@@ -74,8 +79,7 @@ def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int
       ``RANDOM_FRACTIONS`` so generation 0 covers the cost axis (at most ``draws_per_slot *
       size`` draws)."""
     uniforms = least_pruned_uniforms(space, cost_fn, limit)
-    keep = max(1, math.ceil(UNIFORM_SHARE * size))
-    chosen = {genome: False for genome in uniform_picks(uniforms, cost_fn, keep, uniform_rank)}
+    chosen = {genome: False for genome in uniform_picks(uniforms, cost_fn, uniform_slots(size), uniform_rank)}
     for genome in guided[:guided_slots(size)]:
         if len(chosen) >= size:
             break

@@ -192,12 +192,12 @@ def uniform_rank(prep, sensitivity, log):
     """How generation 0 picks its share of the uniform policies when they outnumber it: the least
     predicted distortion of ``sensitivity`` (it orders LeNet-5's uniform policies by their screened
     accuracy with Spearman 0.95-0.97), or, without one, spread along the cost axis (None)."""
-    from evo.core.initial import UNIFORM_SHARE, least_pruned_uniforms, uniform_picks
+    from evo.core.initial import least_pruned_uniforms, uniform_picks, uniform_slots
     from evo.core.rungs import screen_size
 
     cfg = prep.cfg
     uniforms = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
-    keep = max(1, math.ceil(UNIFORM_SHARE * screen_size(cfg.population, cfg.rungs, cfg.rung_factor)))
+    keep = uniform_slots(screen_size(cfg.population, cfg.rungs, cfg.rung_factor))
     rank = None if sensitivity is None else sensitivity.distortion
     if len(uniforms) > keep:
         how = "the least predicted distortion" if rank else "spread along the cost axis (no sensitivity)"
