@@ -7,8 +7,8 @@ once, when the previous generation closes, so ``ask()`` only pops a queue.
 * Generation 0 (``evo.core.initial.initial_genomes``): the least-pruned uniform genomes that fit
   the budget (one per bit-width combination; 20 % of ``population_size`` of them when there are
   more: those ``uniform_rank`` ranks lowest, else spread along the cost axis), the first
-  sensitivity-guided genomes given as ``guided`` (up to 60 % of it), then random genomes repaired to budget fractions spread over
-  0.1-1.0, up to ``population_size``.
+  sensitivity-guided genomes given as ``guided`` (up to 60 % of it), then random genomes
+  repaired to budget fractions spread over 0.1-1.0, up to ``population_size``.
 * Later generations: binary tournament -> layer-wise crossover -> mutation -> budget repair.
   A child that cannot be repaired, or that repeats a genome already evaluated or already in
   this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per
