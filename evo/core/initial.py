@@ -65,21 +65,26 @@ def uniform_picks(uniforms: list[tuple[int, ...]], cost_fn: CostFn, keep: int,
 
 def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int, rng: random.Random,
                     draws_per_slot: int = 10, guided: Sequence[tuple[int, ...]] = (),
-                    uniform_rank: Callable[[tuple[int, ...]], float] | None = None
-                    ) -> list[tuple[tuple[int, ...], bool]]:
+                    uniforms: Sequence[tuple[int, ...]] | None = None) -> list[tuple[tuple[int, ...], bool]]:
     """Generation 0 as (genome, repaired) pairs, ``size`` distinct genomes when the space allows:
 
-    * the least-pruned uniform genomes within ``limit``, ``UNIFORM_SHARE`` of the population of
-      them when they outnumber it (``uniform_picks``: those ``uniform_rank`` ranks lowest, e.g. the
-      least predicted distortion, or else spread along the cost axis; the rest are screened after
-      the search for the best-uniform reference, ``evo.methods.evolve.best_uniform``);
+    * uniform genomes, at most ``uniform_slots(size)``: ``uniforms`` as given (the search passes
+      ``uniform_picks`` by the sensitivity's predicted distortion), or else the least-pruned ones
+      within ``limit`` spread along the cost axis (``uniform_picks`` without a rank); the uniform
+      genomes left out are screened after the search for the best-uniform reference,
+      ``evo.methods.evolve.best_uniform``;
     * the sensitivity-guided genomes (``evo.core.sensitivity.guided_genomes``), never repaired:
       the first ``GUIDED_SHARE`` of the population of them, in the order given;
     * repaired random genomes, each repaired to a budget fraction spread evenly over
       ``RANDOM_FRACTIONS`` so generation 0 covers the cost axis (at most ``draws_per_slot *
       size`` draws)."""
-    uniforms = least_pruned_uniforms(space, cost_fn, limit)
-    chosen = {genome: False for genome in uniform_picks(uniforms, cost_fn, uniform_slots(size), uniform_rank)}
+    if uniforms is None:
+        uniforms = uniform_picks(least_pruned_uniforms(space, cost_fn, limit), cost_fn, uniform_slots(size))
+    chosen: dict[tuple[int, ...], bool] = {}
+    for genome in uniforms[:uniform_slots(size)]:
+        if _cost(cost_fn, genome) > limit:
+            raise ValueError(f"uniform genome {genome} costs {_cost(cost_fn, genome):g}, over the limit {limit:g}")
+        chosen.setdefault(tuple(genome), False)
     for genome in guided[:guided_slots(size)]:
         if len(chosen) >= size:
             break

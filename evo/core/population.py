@@ -6,7 +6,7 @@ once, when the previous generation closes, so ``ask()`` only pops a queue.
 
 * Generation 0 (``evo.core.initial.initial_genomes``): the least-pruned uniform genomes that fit
   the budget (one per bit-width combination; 20 % of ``population_size`` of them when there are
-  more: those ``uniform_rank`` ranks lowest, else spread along the cost axis), the first
+  more: ``uniforms`` as given, else spread along the cost axis), the first
   sensitivity-guided genomes given as ``guided`` (up to 60 % of it), then random genomes
   repaired to budget fractions spread over 0.1-1.0, up to ``population_size``.
 * Later generations: binary tournament -> layer-wise crossover -> mutation -> budget repair.
@@ -122,9 +122,9 @@ class Population:
             ``rungs=1`` (the default) asks every genome once.
         surrogate: the per-layer sensitivity that pre-screens bred children (``evo.core.prescreen``);
             None breeds exactly the children a generation trains.
-        uniform_rank: genome -> score; generation 0 takes the uniform genomes it scores lowest
-            (the sensitivity's predicted distortion) when they outnumber their share; None:
-            spread along the cost axis.
+        uniforms: generation 0's uniform genomes (``evo.core.initial.uniform_picks``: the search
+            passes those of least predicted distortion), within ``limit``; None: the least-pruned
+            ones spread along the cost axis.
 
     ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
     """
@@ -133,13 +133,13 @@ class Population:
                  population_size: int, generations: int, seed: int, crossover_prob: float = 0.9,
                  mutation_indpb: float | None = None, guided: Sequence[tuple[int, ...]] = (), rungs: int = 1,
                  rung_factor: int = 3, surrogate: Sensitivity | None = None,
-                 uniform_rank: Callable[[tuple[int, ...]], float] | None = None):
+                 uniforms: Sequence[tuple[int, ...]] | None = None):
         self._setup(space=space, cost_fn=cost_fn, limit=limit, population_size=population_size,
                     generations=generations, seed=seed, crossover_prob=crossover_prob, mutation_indpb=mutation_indpb,
                     rungs=rungs, rung_factor=rung_factor, surrogate=surrogate)
         check_reachable(space, cost_fn, self.limit)
         start = initial_genomes(space, cost_fn, self.limit, self.screen_size, self.rng, DRAWS_PER_SLOT, guided,
-                                uniform_rank)
+                                uniforms)
         self._queue.extend((genome, repaired, None) for genome, repaired in start)
         self._close_while_empty()
 

@@ -59,7 +59,7 @@ class Evolve(PolicyMethod):
                                     guided=guided_policies(prep, sensitivity(), log),
                                     rungs=cfg.rungs, rung_factor=cfg.rung_factor,
                                     surrogate=surrogate(cfg, sensitivity(), log),
-                                    uniform_rank=uniform_rank(prep, sensitivity(), log))
+                                    uniforms=uniform_policies(prep, sensitivity(), log))
         else:  # generation 0 is not bred again just to be replaced by the saved state
             saved, logged = loaded
             population = Population.from_state(saved["population"], cost_fn=prep.cost_fn)
@@ -188,10 +188,11 @@ def guided_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
     return taken
 
 
-def uniform_rank(prep, sensitivity, log):
-    """How generation 0 picks its share of the uniform policies when they outnumber it: the least
-    predicted distortion of ``sensitivity`` (it orders LeNet-5's uniform policies by their screened
-    accuracy with Spearman 0.95-0.97), or, without one, spread along the cost axis (None)."""
+def uniform_policies(prep, sensitivity, log) -> list[tuple[int, ...]]:
+    """Generation 0's share of the least-pruned uniform policies (``uniform_slots``), logged when
+    they outnumber it: those of least predicted distortion by ``sensitivity`` (it orders LeNet-5's
+    uniform policies by their screened accuracy with Spearman 0.95-0.97), or, without one, spread
+    along the cost axis."""
     from evo.core.initial import least_pruned_uniforms, uniform_picks, uniform_slots
     from evo.core.rungs import screen_size
 
@@ -199,12 +200,12 @@ def uniform_rank(prep, sensitivity, log):
     uniforms = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
     keep = uniform_slots(screen_size(cfg.population, cfg.rungs, cfg.rung_factor))
     rank = None if sensitivity is None else sensitivity.distortion
+    picks = uniform_picks(uniforms, prep.cost_fn, keep, rank)
     if len(uniforms) > keep:
         how = "the least predicted distortion" if rank else "spread along the cost axis (no sensitivity)"
-        picks = uniform_picks(uniforms, prep.cost_fn, keep, rank)
         log(f"uniform policies for generation 0: {len(picks)} of the {len(uniforms)} least-pruned within the budget, "
             f"by {how}: {', '.join(uniform_name(prep.space, g) for g in picks)}")
-    return rank
+    return picks
 
 
 def uniform_name(space, genome) -> str:

@@ -122,17 +122,26 @@ def test_initial_genomes_thin_the_uniforms_to_the_dearest_when_one_slot_is_left(
     assert start[0] == (max(uniforms, key=TINY_COST), False) and len(start) == 2 and start[1][0] not in uniforms
 
 
-def test_initial_genomes_take_the_uniforms_a_rank_scores_lowest():
-    """With ``uniform_rank`` (the search passes the sensitivity's predicted distortion) generation 0
-    takes the uniform policies it scores lowest, in their given order, not the ends of the cost axis."""
+def test_initial_genomes_take_the_uniforms_given_and_picks_rank_them():
+    """``uniform_picks`` with a rank (the search passes the sensitivity's predicted distortion) takes
+    the uniform policies it scores lowest, in their given order, not the ends of the cost axis; and
+    generation 0 takes the uniforms it is given, at most its uniform share, checked against the budget."""
     from evo.core.initial import uniform_picks
 
     uniforms = least_pruned_uniforms(TINY, TINY_COST, 704)  # 4/4, 4/8, 8/4, 8/8 bits, all unpruned
     score = {uniforms[0]: 3.0, uniforms[1]: 1.0, uniforms[2]: 0.5, uniforms[3]: 2.0}
-    start = initial_genomes(TINY, TINY_COST, 704, 10, random.Random(0), uniform_rank=score.__getitem__)
-    assert [g for g, _ in start[:2]] == [uniforms[1], uniforms[2]]  # the two lowest, in the given order
-    assert not {uniforms[0], uniforms[3]} & {g for g, _ in start[:2]}
-    # without a rank: the cheapest and the dearest (4/4 and 8/8)
+    picks = uniform_picks(uniforms, TINY_COST, 2, score.__getitem__)
+    assert picks == [uniforms[1], uniforms[2]]  # the two lowest, in the given order
+    start = initial_genomes(TINY, TINY_COST, 704, 10, random.Random(0), uniforms=picks)
+    assert [g for g, _ in start[:2]] == picks and not {uniforms[0], uniforms[3]} & {g for g, _ in start}
+    # more than the share (20 % of 10): only the first two are taken
+    start = initial_genomes(TINY, TINY_COST, 704, 10, random.Random(0), uniforms=uniforms[::-1])
+    assert [g for g, _ in start[:2]] == [uniforms[3], uniforms[2]]
+    assert not {uniforms[0], uniforms[1]} & {g for g, _ in start}
+    with pytest.raises(ValueError, match="uniform genome .* over the limit 200"):
+        initial_genomes(TINY, TINY_COST, 200, 10, random.Random(0), uniforms=[uniforms[3]])
+    # without a rank, and without uniforms given: the cheapest and the dearest (4/4 and 8/8)
+    assert uniform_picks(uniforms, TINY_COST, 2) == [uniforms[0], uniforms[3]]
     assert [g for g, _ in initial_genomes(TINY, TINY_COST, 704, 10, random.Random(0))[:2]] == [uniforms[0], uniforms[3]]
     # ties are broken by cost, then by the order given
     flat = dict.fromkeys(uniforms, 1.0).__getitem__

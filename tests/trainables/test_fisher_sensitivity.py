@@ -112,13 +112,13 @@ def test_a_failed_measurement_leaves_generation_0_without_guided_policies():
 
 def test_generation_0_takes_the_uniform_policies_of_least_measured_distortion():
     """The search hands the measured sensitivity's predicted distortion to generation 0's choice of
-    uniform policies (evolve.uniform_rank) and logs which it took; without a sensitivity they are
+    uniform policies (evolve.uniform_policies) and logs which it took; without a sensitivity they are
     spread along the cost axis."""
     from types import SimpleNamespace
 
     from evo.core.cost_table import make_cost_fn
     from evo.core.initial import least_pruned_uniforms, uniform_picks
-    from evo.methods.evolve import run_sensitivity, uniform_name, uniform_rank
+    from evo.methods.evolve import run_sensitivity, uniform_name, uniform_policies
     from hardware.targets import load_target
 
     model, x, y = _trained_mlp()
@@ -133,13 +133,14 @@ def test_generation_0_takes_the_uniform_policies_of_least_measured_distortion():
                            cost_fn=cost_fn, limit=limit, splits=SimpleNamespace(train_x=x.numpy(), train_y=y.numpy()))
     lines = []
     sensitivity = run_sensitivity(prep, lines.append)
-    rank = uniform_rank(prep, sensitivity, lines.append)
+    picks = uniform_policies(prep, sensitivity, lines.append)
     uniforms = least_pruned_uniforms(space, cost_fn, limit)
-    picks = uniform_picks(uniforms, cost_fn, 2, rank)
     distortion = sorted(sensitivity.distortion(g) for g in uniforms)
     assert len(uniforms) > 2 and sorted(sensitivity.distortion(g) for g in picks) == distortion[:2]
     assert distortion[1] < distortion[-1]  # the measurement separates them
     assert lines[-1] == (f"uniform policies for generation 0: 2 of the {len(uniforms)} least-pruned within the budget, "
                          f"by the least predicted distortion: {', '.join(uniform_name(space, g) for g in picks)}")
     assert re.fullmatch(r"s[\d.]+ w\d+a\d+", uniform_name(space, picks[0]))
-    assert uniform_rank(prep, None, lines.append) is None and "spread along the cost axis (no sensitivity)" in lines[-1]
+    spread = uniform_policies(prep, None, lines.append)
+    assert spread == uniform_picks(uniforms, cost_fn, 2) != picks
+    assert "spread along the cost axis (no sensitivity)" in lines[-1]
