@@ -40,6 +40,7 @@ CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SPLIT_SEED = 0  # the test split is the same for every run seed
+SPLIT_SEED = 0  # the validation split every run and every pretraining holds out, whatever their seed
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -255,9 +256,8 @@ def split_and_normalize(name: str, train_x, train_y, test_x, test_y, *, validati
                         seed: int, limit_train: int | None) -> DataSplits:
     """Seeded split (unless ``validation`` = (x, y) is given) and per-channel standardization
     with the training split's statistics."""
-    order = np.random.default_rng(seed).permutation(len(train_y))
+    order, n_val = _carve(len(train_y), val_fraction, seed)
     if validation is None:
-        n_val = max(1, int(round(val_fraction * len(train_y))))
         val_idx, train_idx = order[:n_val], order[n_val:limit_train + n_val if limit_train else None]
         val_x, val_y = train_x[val_idx], train_y[val_idx]
     else:
@@ -276,6 +276,21 @@ def split_and_normalize(name: str, train_x, train_y, test_x, test_y, *, validati
         in_channels=int(train_x.shape[1]), num_classes=int(max(train_y.max(), test_y.max(), val_y.max()) + 1),
         image_shape=tuple(int(d) for d in train_x.shape[1:]),
     )
+
+
+def _carve(total: int, val_fraction: float, seed: int) -> tuple[np.ndarray, int]:
+    """The seeded order of ``total`` training examples and how many of its first ones are held
+    out for validation."""
+    return np.random.default_rng(seed).permutation(total), max(1, int(round(val_fraction * total)))
+
+
+def trained_on_validation(total: int, pretrained: tuple[int, float], validated: tuple[int, float]) -> int:
+    """How many of the validation examples a run carves with ``validated`` = (seed, val_fraction)
+    from ``total`` training examples a model pretrained with ``pretrained`` = (seed, val_fraction)
+    trained on (it held out only its own carved split)."""
+    order, n_val = _carve(total, validated[1], validated[0])
+    held, n_held = _carve(total, pretrained[1], pretrained[0])
+    return int(np.setdiff1d(order[:n_val], held[:n_held], assume_unique=True).size)
 
 
 def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

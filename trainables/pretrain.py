@@ -3,9 +3,10 @@
 The cache is keyed by (model, dataset, seed, epochs, validation fraction) and a short hash of
 the rest of the training recipe, so a checkpoint trained by another recipe (an older evo's
 3-epoch base, say) is never taken for this one. The base model
-trains on the training split of ``load_dataset(seed=seed, val_fraction=val_fraction)`` only,
-so a search that selects on that same validation split never selects on data the base model
-saw. A second call with the same key loads the file (``torch.load(weights_only=True)``,
+trains on the training split of ``load_dataset(seed=SPLIT_SEED, val_fraction=val_fraction)`` only,
+whatever its own seed, so a search that selects on that same validation split never selects on
+data the base model saw (a checkpoint of an older evo that held out its own seed's split is
+trained anew). A second call with the same key loads the file (``torch.load(weights_only=True)``,
 so a checkpoint cannot run code) and returns at once. Files are written to a temporary name in the same folder and renamed, so
 a killed run never leaves a half-written checkpoint behind.
 """
@@ -25,7 +26,7 @@ import torch
 
 from hardware.checks import check_int
 
-from .data import DATASETS, is_user_dataset, load_dataset, to_tensors
+from .data import DATASETS, SPLIT_SEED, is_user_dataset, load_dataset, to_tensors
 from .device import resolve_device
 from .models import MODELS, create_model
 from .train import check_pretrain_options, evaluate, train_epochs
@@ -195,8 +196,10 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
     (USER_RECIPE for a user's model, its epochs from ``user_epochs``); ``epochs`` overrides its epochs. ``model_ref``
     (trainables.user_model) builds the model, needed for a user's ``file.py:function``; a user's
     model or dataset is keyed in the cache by a hash of its source (or data file), so editing it
-    trains anew. Accuracies are measured on the validation split (carved from training data with
-    ``seed``) and on the test split."""
+    trains anew. ``seed`` sets the initial weights and the minibatch order; the validation split
+    held out is the one every run validates on (``SPLIT_SEED``, at ``val_fraction``), whatever the
+    seed, so any seed's model can be a search's base (``--weights``) without having trained on
+    its validation images. Accuracies are measured on that split and on the test split."""
     _validate(model_name, dataset_name, epochs, seed, val_fraction, recipe)
     if model_ref is None:
         if is_user_spec(model_name):
@@ -205,7 +208,7 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
         model_ref = {"kind": "zoo", "name": model_name}
     data = None
     if epochs is None and recipe is None and model_ref.get("kind") == "user":  # the default recipe's length
-        data = load_dataset(dataset_name, data_dir=data_dir, val_fraction=val_fraction, seed=seed)
+        data = load_dataset(dataset_name, data_dir=data_dir, val_fraction=val_fraction, seed=SPLIT_SEED)
         epochs = user_epochs(len(data.train_y))
     recipe = recipe or RECIPES.get(model_name, USER_RECIPE)
     recipe = recipe if epochs is None else replace(recipe, epochs=epochs)
@@ -214,12 +217,16 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
                            val_fraction=val_fraction, cache_dir=cache_dir, recipe=recipe)
     if path.is_file():
         payload = load_checkpoint(path)
-        log(f"pretrain: using cached checkpoint {path}")
-        return _result(payload, path, cached=True)
+        held_out = payload["meta"].get("split_seed", payload["meta"].get("seed"))
+        if held_out == SPLIT_SEED:
+            log(f"pretrain: using cached checkpoint {path}")
+            return _result(payload, path, cached=True)
+        log(f"pretrain: the cached checkpoint {path} held out the validation split of seed {held_out} (an older "
+            f"evo's), not the split of seed {SPLIT_SEED} that runs validate on; training anew")
 
     device = resolve_device(device)
     if data is None:
-        data = load_dataset(dataset_name, data_dir=data_dir, val_fraction=val_fraction, seed=seed)
+        data = load_dataset(dataset_name, data_dir=data_dir, val_fraction=val_fraction, seed=SPLIT_SEED)
     splits = to_tensors(data, device)
     torch.manual_seed(seed)  # the model's initial weights
     model = (build_from_reference(model_ref) if model_ref.get("kind") == "user" else
@@ -229,7 +236,8 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
     train_epochs(model, splits, seed=seed, log=log, **asdict(recipe))
     meta = {
         "format": CHECKPOINT_FORMAT, "model_name": model_name, "dataset_name": dataset_name,
-        "epochs": epochs, "seed": seed, "val_fraction": val_fraction, "recipe": asdict(recipe),
+        "epochs": epochs, "seed": seed, "split_seed": SPLIT_SEED, "val_fraction": val_fraction,
+        "recipe": asdict(recipe),
         "val_accuracy": evaluate(model, splits.val_x, splits.val_y)["accuracy"],
         "test_accuracy": evaluate(model, splits.test_x, splits.test_y)["accuracy"],
     }

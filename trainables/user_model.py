@@ -197,6 +197,17 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
+def weights_meta(path: str | Path) -> dict | None:
+    """The ``meta`` an evo checkpoint (trainables.pretrain) carries beside its state_dict: how it
+    was pretrained (dataset, seed, validation split); None for a plain state_dict or any other file."""
+    try:
+        checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    except Exception:  # load_weights names what is wrong with the file
+        return None
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
 def _check_state_dict(expected: dict, found: dict, path: Path) -> None:
     missing = [key for key in expected if key not in found]
     unexpected = [key for key in found if key not in expected]

@@ -16,12 +16,12 @@ from evo.core.space import SearchSpace
 from hardware.budget import budget_limit, parse_budget
 from hardware.specs import LayerSpec, keep_ratio_setters
 from hardware.targets import load_target
+from trainables.data import SPLIT_SEED  # one validation split for every seed, so seeds compare on the same data
 
 
 # Settings that may change between a run and its --resume; any other difference is an error.
 # storage and name only locate the run folder: a folder moved or renamed since resumes (and exports)
 RESUMABLE_CHANGES = ("verbose", "address", "max_concurrent", "max_failures", "storage", "name")
-SPLIT_SEED = 0  # one validation split for every seed, so seeds compare on the same data
 BASE_SEED = 0  # one pretrained base model for every search seed
 
 
@@ -164,10 +164,38 @@ def base_model(cfg, inputs: Inputs, *, saved: dict | None = None, log: Callable 
     from trainables.user_model import load_weights
 
     model = load_weights(inputs.model, cfg.weights)
+    check_held_out(cfg, inputs.splits)
     tensors = to_tensors(inputs.splits)
     val, test = (evaluate(model, x, y) for x, y in ((tensors.val_x, tensors.val_y), (tensors.test_x, tensors.test_y)))
     return BaseModel({k: v.detach().clone() for k, v in model.state_dict().items()}, val["accuracy"],
                      test["accuracy"], cfg.weights)
+
+
+def check_held_out(cfg, splits) -> None:
+    """Refuse ``cfg.weights`` that evo pretrained on images this run validates on: an evo
+    checkpoint (its ``meta``) of the same built-in dataset that held out another split (an older
+    evo's, of another seed) or a smaller one (``val_fraction``). Selecting policies on images the
+    base model trained on would reward its memory. A plain state_dict says nothing of its data
+    and passes."""
+    from trainables.data import DATASETS, trained_on_validation
+    from trainables.user_model import weights_meta
+
+    meta = weights_meta(cfg.weights)
+    if meta is None or cfg.dataset not in DATASETS or meta.get("dataset_name") != cfg.dataset:
+        return
+    seed, fraction = meta.get("split_seed", meta.get("seed")), meta.get("val_fraction")
+    if not isinstance(seed, int) or not isinstance(fraction, float):
+        return
+    total = len(splits.train_y) + len(splits.val_y)
+    seen = trained_on_validation(total, (seed, fraction), (SPLIT_SEED, cfg.val_fraction))
+    if seen:
+        raise ValueError(
+            f"--weights {cfg.weights!r}: evo pretrained that base model on {seen} of the {len(splits.val_y)} validation "
+            f"images this run selects policies on (it held out the split of seed {seed} at val_fraction {fraction:g}; "
+            f"runs validate on seed {SPLIT_SEED}'s split at val_fraction {cfg.val_fraction:g}), so validation accuracy "
+            f"would reward what it memorised. Leave out --weights (the run then pretrains a base model that holds out "
+            f"its split, or takes one from the cache), or pretrain one with `evo pretrain --val-fraction "
+            f"{cfg.val_fraction:g}` (any --seed)")
 
 
 def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:

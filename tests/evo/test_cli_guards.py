@@ -232,3 +232,75 @@ def test_every_config_the_study_script_names_exists_and_is_a_valid_search():
         assert isinstance(cfg, SearchConfig)
         changed = {k for k, v in asdict(cfg).items() if v != default[k]}
         assert changed == {k for k, v in settings.items() if v != default[k]} and changed, (relative, changed)
+
+
+def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray(tmp_path, storage, capsys):
+    """An evo checkpoint that trained on images the run validates on (it held out a smaller split,
+    or an older evo's split of another seed) is refused before Ray starts, naming how many; one that
+    held out the run's split, or a plain state_dict, is taken."""
+    from types import SimpleNamespace
+
+    import ray
+    import torch
+
+    from evo.runs.prepare import check_held_out
+    from trainables.data import load_dataset
+    from trainables.pretrain import pretrain
+
+    base = pretrain("mlp", "digits", epochs=1, seed=1, cache_dir=tmp_path / "cache", log=lambda _: None)
+    wider = tmp_path / "val0.2.yaml"
+    wider.write_text(yaml.safe_dump({"val_fraction": 0.2}))
+    code, err = run_cli(["search", "--preset", "smoke", "--weights", str(base.path), "--config", str(wider),
+                         "--storage", str(storage)], capsys)
+    assert code == 2 and "evo pretrained that base model on 144 of the 288 validation images" in err, err
+    assert "held out the split of seed 0 at val_fraction 0.1" in err and "evo pretrain --val-fraction 0.2" in err, err
+    assert not storage.exists() and not ray.is_initialized()
+
+    older = tmp_path / "older.pt"  # an older evo's seed-1 checkpoint: it held out seed 1's split
+    payload = torch.load(base.path, weights_only=True)
+    del payload["meta"]["split_seed"]
+    torch.save(payload, older)
+    code, err = run_cli(["search", "--preset", "smoke", "--weights", str(older), "--storage", str(storage)], capsys)
+    assert code == 2 and "validation images this run selects policies on (it held out the split of seed 1" in err, err
+    assert not storage.exists() and not ray.is_initialized()
+
+    splits = load_dataset("digits", val_fraction=0.1, seed=0)
+    plain = tmp_path / "plain.pt"
+    torch.save(payload["state_dict"], plain)
+    for weights in (base.path, plain):  # the run's own split held out; a state_dict with no word of its data
+        check_held_out(SimpleNamespace(weights=str(weights), dataset="digits", val_fraction=0.1), splits)
+
+
+@pytest.mark.parametrize("value, needle", [("nan", "val_fraction=nan must be a finite number in (0, 0.5)"),
+                                           ("0.6", "val_fraction=0.6 must be a finite number in (0, 0.5)"),
+                                           ("0", "val_fraction=0.0 must be a finite number in (0, 0.5)")])
+def test_pretrain_val_fraction_is_checked_before_training(value, needle, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    code, err = run_cli(["pretrain", "--model", "mlp", "--dataset", "digits", "--val-fraction", value,
+                         "--cache-dir", str(cache)], capsys)
+    assert code == 2 and needle in err, err
+    assert not cache.exists()
+
+
+def test_pretrain_val_fraction_holds_out_a_runs_split(tmp_path, capsys):
+    """`evo pretrain --val-fraction 0.2 --seed 3` trains a base model a run at val_fraction 0.2 may take
+    (--weights): it held out exactly the run's validation images."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from evo.runs.prepare import check_held_out
+    from trainables.data import load_dataset
+
+    cache = tmp_path / "cache"
+    assert main(["pretrain", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--seed", "3",
+                 "--val-fraction", "0.2", "--cache-dir", str(cache)]) == 0
+    (path,) = cache.glob("mlp-digits-seed3-epochs1-val0.2-*.pt")
+    meta = torch.load(path, weights_only=True)["meta"]
+    assert (meta["seed"], meta["split_seed"], meta["val_fraction"]) == (3, 0, 0.2)
+    for fraction in (0.2, 0.1):  # the run's own split, and one nested in it
+        check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=fraction),
+                       load_dataset("digits", val_fraction=fraction, seed=0))
+    with pytest.raises(ValueError, match="on 143 of the 431 validation images"):
+        check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=0.3),
+                       load_dataset("digits", val_fraction=0.3, seed=0))

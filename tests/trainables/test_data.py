@@ -114,6 +114,24 @@ def test_validation_split_fixed_by_seed_and_independent_of_limit(tmp_path):
     np.testing.assert_array_equal(first.test_y, other.test_y)
 
 
+@pytest.mark.parametrize("pretrained, validated", [
+    ((0, 0.1), (0, 0.1)), ((0, 0.25), (0, 0.1)), ((0, 0.1), (0, 0.25)), ((5, 0.1), (0, 0.1)), ((5, 0.3), (6, 0.1))])
+def test_trained_on_validation_counts_the_images_a_pretraining_saw(tmp_path, pretrained, validated):
+    """``trained_on_validation`` against the traced images of the two splits load_dataset carves:
+    how many of one split's validation images are training images of the other."""
+    from trainables.data import trained_on_validation
+
+    write_fake_fashion(tmp_path)
+    base = load_dataset("fashion-mnist", data_dir=tmp_path, seed=pretrained[0], val_fraction=pretrained[1])
+    run = load_dataset("fashion-mnist", data_dir=tmp_path, seed=validated[0], val_fraction=validated[1])
+    seen = len(set(image_ids(run)[1]) & set(image_ids(base)[0]))
+    assert trained_on_validation(200, pretrained, validated) == seen
+    if pretrained[0] == validated[0]:  # one order: nested splits, a smaller one held out leaks the difference
+        assert seen == max(0, round(200 * validated[1]) - round(200 * pretrained[1]))
+    else:
+        assert seen > 0
+
+
 def test_mismatched_images_and_labels(tmp_path):
     write_fake_fashion(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(7, dtype=np.uint8))))

@@ -33,12 +33,34 @@ def test_pretrain_writes_then_reuses_checkpoint(tmp_path, monkeypatch):
     payload = torch.load(first.path, weights_only=True)
     assert payload["meta"]["epochs"] == 4 and payload["meta"]["model_name"] == "mlp"
     assert payload["meta"]["val_fraction"] == 0.1
-    # The weights reproduce the recorded accuracies on the same splits.
-    splits = to_tensors(load_dataset("digits", seed=1), "cpu")
+    # The weights reproduce the recorded accuracies on the same splits: the validation split every
+    # run holds out (seed 0's), whatever the pretraining seed.
+    assert payload["meta"]["split_seed"] == 0
+    splits = to_tensors(load_dataset("digits", seed=0), "cpu")
     model = create_model("mlp", in_channels=1, num_classes=10, image_shape=splits.image_shape)
     model.load_state_dict(payload["state_dict"])
     assert evaluate(model, splits.test_x, splits.test_y)["accuracy"] == pytest.approx(first.test_accuracy)
     assert evaluate(model, splits.val_x, splits.val_y)["accuracy"] == pytest.approx(first.val_accuracy)
+
+
+def test_a_cached_checkpoint_that_held_out_another_split_is_trained_anew(tmp_path):
+    """An older evo carved the validation split with the pretraining seed: its seed-1 checkpoint
+    trained on images that runs validate on, so it is not taken from the cache."""
+    first = pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=quiet)
+    payload = torch.load(first.path, weights_only=True)
+    del payload["meta"]["split_seed"]  # as an older evo wrote it: the split was its seed's
+    torch.save(payload, first.path)
+    lines = []
+    again = pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=lines.append)
+    assert not again.cached and "held out the validation split of seed 1" in lines[0] and "training anew" in lines[0]
+    assert torch.load(first.path, weights_only=True)["meta"]["split_seed"] == 0
+    assert pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=quiet).cached
+    # a seed-0 checkpoint of an older evo held out the very split: it stays cached
+    zero = pretrain("mlp", "digits", epochs=2, seed=0, cache_dir=tmp_path, log=quiet)
+    payload = torch.load(zero.path, weights_only=True)
+    del payload["meta"]["split_seed"]
+    torch.save(payload, zero.path)
+    assert pretrain("mlp", "digits", epochs=2, seed=0, cache_dir=tmp_path, log=quiet).cached
 
 
 def test_cache_key_separates_seed_and_epochs(tmp_path):
