@@ -57,6 +57,7 @@ class DataSplits:
     in_channels: int
     num_classes: int
     image_shape: tuple[int, int, int]
+    carved: bool = True  # the validation split was carved from the training examples (no x_val of its own)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class TensorSplits:
     in_channels: int
     num_classes: int
     image_shape: tuple[int, int, int]
+    carved: bool = True
 
 
 # -- IDX (the MNIST family's file format) ---------------------------------------------------
@@ -274,7 +276,7 @@ def split_and_normalize(name: str, train_x, train_y, test_x, test_y, *, validati
         val_x=normalize(val_x), val_y=val_y.astype(np.int64),
         test_x=normalize(test_x), test_y=test_y.astype(np.int64),
         in_channels=int(train_x.shape[1]), num_classes=int(max(train_y.max(), test_y.max(), val_y.max()) + 1),
-        image_shape=tuple(int(d) for d in train_x.shape[1:]),
+        image_shape=tuple(int(d) for d in train_x.shape[1:]), carved=validation is None,
     )
 
 

@@ -5,8 +5,8 @@ the rest of the training recipe, so a checkpoint trained by another recipe (an o
 3-epoch base, say) is never taken for this one. The base model
 trains on the training split of ``load_dataset(seed=SPLIT_SEED, val_fraction=val_fraction)`` only,
 whatever its own seed, so a search that selects on that same validation split never selects on
-data the base model saw (a checkpoint of an older evo that held out its own seed's split is
-trained anew). A second call with the same key loads the file (``torch.load(weights_only=True)``,
+data the base model saw (an older evo held out its seed's own split; a seed other than 0 is now
+spelled ``seed1-split0`` in the file name, so such a file is never taken). A second call with the same key loads the file (``torch.load(weights_only=True)``,
 so a checkpoint cannot run code) and returns at once. Files are written to a temporary name in the same folder and renamed, so
 a killed run never leaves a half-written checkpoint behind.
 """
@@ -140,10 +140,19 @@ def default_cache_dir() -> Path:
 def checkpoint_path(model_name: str, dataset_name: str, *, seed: int, epochs: int,
                     val_fraction: float = DEFAULT_VAL_FRACTION, cache_dir=None,
                     recipe: Recipe | None = None) -> Path:
-    """Where the checkpoint for this key lives; ``recipe`` defaults to the model's entry in RECIPES."""
+    """Where the checkpoint for this key lives; ``recipe`` defaults to the model's entry in RECIPES.
+    A seed other than ``SPLIT_SEED`` is spelled with the split it holds out (``seed1-split0``): an
+    older evo held out that seed's own split under the plain name, and such a file is never taken."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = recipe_key(RECIPES.get(model_name, USER_RECIPE) if recipe is None else recipe)
-    return folder / f"{model_name}-{dataset_name}-seed{seed}-epochs{epochs}-val{val_fraction:g}-r{key}.pt"
+    seeds = f"seed{seed}" if seed == SPLIT_SEED else f"seed{seed}-split{SPLIT_SEED}"
+    return folder / f"{model_name}-{dataset_name}-{seeds}-epochs{epochs}-val{val_fraction:g}-r{key}.pt"
+
+
+def data_key(dataset_name: str) -> str:
+    """What identifies a dataset in the cache and in a checkpoint's meta: a built-in name as is, a
+    user's dataset by a hash of its data (``data-<hash>``), whatever path names it."""
+    return _cache_name(dataset_name)
 
 
 def _validate(model_name: str, dataset_name: str, epochs, seed, val_fraction, recipe) -> None:
@@ -217,12 +226,8 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
                            val_fraction=val_fraction, cache_dir=cache_dir, recipe=recipe)
     if path.is_file():
         payload = load_checkpoint(path)
-        held_out = payload["meta"].get("split_seed", payload["meta"].get("seed"))
-        if held_out == SPLIT_SEED:
-            log(f"pretrain: using cached checkpoint {path}")
-            return _result(payload, path, cached=True)
-        log(f"pretrain: the cached checkpoint {path} held out the validation split of seed {held_out} (an older "
-            f"evo's), not the split of seed {SPLIT_SEED} that runs validate on; training anew")
+        log(f"pretrain: using cached checkpoint {path}")
+        return _result(payload, path, cached=True)
 
     device = resolve_device(device)
     if data is None:
@@ -236,7 +241,8 @@ def pretrain(model_name: str, dataset_name: str, *, epochs: int | None = None, s
     train_epochs(model, splits, seed=seed, log=log, **asdict(recipe))
     meta = {
         "format": CHECKPOINT_FORMAT, "model_name": model_name, "dataset_name": dataset_name,
-        "epochs": epochs, "seed": seed, "split_seed": SPLIT_SEED, "val_fraction": val_fraction,
+        "data_key": data_key(dataset_name), "epochs": epochs, "seed": seed, "split_seed": SPLIT_SEED,
+        "val_fraction": val_fraction,
         "recipe": asdict(recipe),
         "val_accuracy": evaluate(model, splits.val_x, splits.val_y)["accuracy"],
         "test_accuracy": evaluate(model, splits.test_x, splits.test_y)["accuracy"],

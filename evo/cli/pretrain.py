@@ -16,7 +16,7 @@ def register(subparsers) -> None:
                         "pretrain); every seed holds out the same validation split, the one runs validate on")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training images held out for validation (default 0.1, as runs do); a base "
-                        "model for a run with another val_fraction (--weights) holds out at least the run's")
+                        "model for a run's --weights needs a share at least the run's val_fraction")
     p.add_argument("--cache-dir", help="checkpoint cache (default: $EVO_CACHE_DIR or ~/.cache/evo/checkpoints)")
     p.set_defaults(handler=cmd_pretrain)
 

@@ -5,10 +5,11 @@ its result; this module decides what to evaluate next. A generation's offspring 
 once, when the previous generation closes, so ``ask()`` only pops a queue.
 
 * Generation 0 (``evo.core.initial.initial_genomes``): the least-pruned uniform genomes that fit
-  the budget (one per bit-width combination; 20 % of ``population_size`` of them when there are
-  more: ``uniforms`` as given, else spread along the cost axis), the first
+  the budget (one per bit-width combination; 20 % of ``screen_size`` of them when there are
+  more: the first of ``uniforms`` as given, else spread along the cost axis), the first
   sensitivity-guided genomes given as ``guided`` (up to 60 % of it), then random genomes
-  repaired to budget fractions spread over 0.1-1.0, up to ``population_size``.
+  repaired to budget fractions spread over 0.1-1.0, up to ``screen_size`` (``population_size``
+  without successive halving).
 * Later generations: binary tournament -> layer-wise crossover -> mutation -> budget repair.
   A child that cannot be repaired, or that repeats a genome already evaluated or already in
   this generation, is dropped and another is bred (at most ``DRAWS_PER_SLOT`` draws per
@@ -123,8 +124,9 @@ class Population:
         surrogate: the per-layer sensitivity that pre-screens bred children (``evo.core.prescreen``);
             None breeds exactly the children a generation trains.
         uniforms: generation 0's uniform genomes (``evo.core.initial.uniform_picks``: the search
-            passes those of least predicted distortion), within ``limit``; None: the least-pruned
-            ones spread along the cost axis.
+            passes those of least predicted distortion), within ``limit``; only the first
+            ``uniform_slots(screen_size)`` are taken. None: the least-pruned ones spread along the
+            cost axis.
 
     ``Population.from_state(state, cost_fn=...)`` rebuilds one from ``state()`` for --resume.
     """

@@ -242,8 +242,8 @@ def _accuracy_and_failed(result: dict) -> tuple[float | None, bool]:
 
 def best_uniform(session: Session, population) -> tuple | None:
     """The best uniform policy within budget by validation accuracy, each fine-tuned as one search
-    trial. Generation 0 evaluates them all (evo.core.initial.initial_genomes); any the search did
-    not evaluate (a resumed older run) are screened here."""
+    trial. Generation 0 evaluates its share of them (``uniform_policies``); the rest, and any a
+    resumed run's search did not evaluate, are screened here."""
     prep, log = session.prep, session.log
     candidates = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
     if not candidates:

@@ -164,38 +164,49 @@ def base_model(cfg, inputs: Inputs, *, saved: dict | None = None, log: Callable 
     from trainables.user_model import load_weights
 
     model = load_weights(inputs.model, cfg.weights)
-    check_held_out(cfg, inputs.splits)
+    check_held_out(cfg, inputs.splits, resumed_log=None if saved is None else log)
     tensors = to_tensors(inputs.splits)
     val, test = (evaluate(model, x, y) for x, y in ((tensors.val_x, tensors.val_y), (tensors.test_x, tensors.test_y)))
     return BaseModel({k: v.detach().clone() for k, v in model.state_dict().items()}, val["accuracy"],
                      test["accuracy"], cfg.weights)
 
 
-def check_held_out(cfg, splits) -> None:
+def check_held_out(cfg, splits, *, resumed_log: Callable | None = None) -> None:
     """Refuse ``cfg.weights`` that evo pretrained on images this run validates on: an evo
-    checkpoint (its ``meta``) of the same built-in dataset that held out another split (an older
-    evo's, of another seed) or a smaller one (``val_fraction``). Selecting policies on images the
-    base model trained on would reward its memory. A plain state_dict says nothing of its data
-    and passes."""
-    from trainables.data import DATASETS, trained_on_validation
+    checkpoint (its ``meta``) of the same data (``trainables.pretrain.data_key``) that held out
+    another split (an older evo's, of another seed) or a smaller one (``val_fraction``), where the
+    run carves its validation split from the training examples. Selecting policies on images the
+    base model trained on would reward its memory. A plain state_dict says nothing of its data and
+    passes. On a resumed run (``resumed_log``, also `evo export`) the choice was made when it
+    started, so it is logged as a warning instead."""
+    from trainables.data import trained_on_validation
+    from trainables.pretrain import data_key
     from trainables.user_model import weights_meta
 
     meta = weights_meta(cfg.weights)
-    if meta is None or cfg.dataset not in DATASETS or meta.get("dataset_name") != cfg.dataset:
+    if meta is None or not splits.carved:
         return
+    same_data = meta["data_key"] == data_key(cfg.dataset) if "data_key" in meta \
+        else meta.get("dataset_name") == cfg.dataset  # an older evo's checkpoint: by name
     seed, fraction = meta.get("split_seed", meta.get("seed")), meta.get("val_fraction")
-    if not isinstance(seed, int) or not isinstance(fraction, float):
+    if not same_data or not isinstance(seed, int) or not isinstance(fraction, float):
         return
-    total = len(splits.train_y) + len(splits.val_y)
+    total = len(splits.train_y) + len(splits.val_y)  # load_inputs keeps every training example (no limit_train)
     seen = trained_on_validation(total, (seed, fraction), (SPLIT_SEED, cfg.val_fraction))
-    if seen:
-        raise ValueError(
-            f"--weights {cfg.weights!r}: evo pretrained that base model on {seen} of the {len(splits.val_y)} validation "
-            f"images this run selects policies on (it held out the split of seed {seed} at val_fraction {fraction:g}; "
-            f"runs validate on seed {SPLIT_SEED}'s split at val_fraction {cfg.val_fraction:g}), so validation accuracy "
-            f"would reward what it memorised. Leave out --weights (the run then pretrains a base model that holds out "
-            f"its split, or takes one from the cache), or pretrain one with `evo pretrain --val-fraction "
-            f"{cfg.val_fraction:g}` (any --seed)")
+    if not seen:
+        return
+    who = "evo" if "split_seed" in meta else "an older evo"
+    problem = (f"--weights {cfg.weights!r}: {who} pretrained that base model on {seen} of the "
+               f"{len(splits.val_y)} validation images this run validates on (it held out the split of seed {seed} at "
+               f"val_fraction {fraction:g}; runs validate on seed {SPLIT_SEED}'s split at val_fraction "
+               f"{cfg.val_fraction:g}), so validation accuracy would reward what it memorised")
+    if resumed_log is not None:
+        resumed_log(f"warning: {problem}; this run started with it, so it goes on")
+        return
+    raise ValueError(f"{problem}. Leave out --weights (the run then pretrains a base model that holds out its split, "
+                     f"or takes one from the cache), or pretrain one with `evo pretrain --model {cfg.model} --dataset "
+                     f"{cfg.dataset} --val-fraction {cfg.val_fraction:g}` (any --seed) and pass the checkpoint it "
+                     "prints as --weights")
 
 
 def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:

@@ -253,7 +253,8 @@ def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray
     code, err = run_cli(["search", "--preset", "smoke", "--weights", str(base.path), "--config", str(wider),
                          "--storage", str(storage)], capsys)
     assert code == 2 and "evo pretrained that base model on 144 of the 288 validation images" in err, err
-    assert "held out the split of seed 0 at val_fraction 0.1" in err and "evo pretrain --val-fraction 0.2" in err, err
+    assert "held out the split of seed 0 at val_fraction 0.1" in err, err
+    assert "`evo pretrain --model mlp --dataset digits --val-fraction 0.2` (any --seed)" in err, err
     assert not storage.exists() and not ray.is_initialized()
 
     older = tmp_path / "older.pt"  # an older evo's seed-1 checkpoint: it held out seed 1's split
@@ -261,7 +262,8 @@ def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray
     del payload["meta"]["split_seed"]
     torch.save(payload, older)
     code, err = run_cli(["search", "--preset", "smoke", "--weights", str(older), "--storage", str(storage)], capsys)
-    assert code == 2 and "validation images this run selects policies on (it held out the split of seed 1" in err, err
+    assert code == 2 and "an older evo pretrained that base model on" in err, err
+    assert "validation images this run validates on (it held out the split of seed 1" in err, err
     assert not storage.exists() and not ray.is_initialized()
 
     splits = load_dataset("digits", val_fraction=0.1, seed=0)
@@ -269,6 +271,39 @@ def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray
     torch.save(payload["state_dict"], plain)
     for weights in (base.path, plain):  # the run's own split held out; a state_dict with no word of its data
         check_held_out(SimpleNamespace(weights=str(weights), dataset="digits", val_fraction=0.1), splits)
+    # a run that started with such weights (--resume, evo export) goes on, warned
+    lines = []
+    check_held_out(SimpleNamespace(weights=str(older), dataset="digits", val_fraction=0.1, model="mlp"), splits,
+                   resumed_log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("warning: --weights") and "this run started with it" in lines[0]
+
+
+def test_weights_guard_on_a_users_npz_follows_its_data_and_its_own_validation_split(tmp_path, monkeypatch):
+    """On a user's npz the guard knows the data by its content (another path to the same file is the
+    same data) and stands aside when the npz brings its own x_val (no split is carved)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from evo.runs.prepare import check_held_out
+    from trainables.data import load_dataset
+    from trainables.pretrain import pretrain
+
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (400, 1, 8, 8), dtype=np.uint8), "y_train": np.arange(400) % 10,
+              "x_test": rng.integers(0, 256, (50, 1, 8, 8), dtype=np.uint8), "y_test": np.arange(50) % 10}
+    np.savez(tmp_path / "data.npz", **arrays)
+    np.savez(tmp_path / "with_val.npz", **arrays, x_val=arrays["x_test"], y_val=arrays["y_test"])
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    carved = pretrain("mlp", "data.npz", epochs=1, cache_dir=cache, log=lambda _: None)  # val_fraction 0.1
+    own = pretrain("mlp", "with_val.npz", epochs=1, cache_dir=cache, log=lambda _: None)
+    run = SimpleNamespace(weights=str(carved.path), dataset=str(tmp_path / "data.npz"), val_fraction=0.2, model="mlp")
+    with pytest.raises(ValueError, match="evo pretrained that base model on 40 of the 80 validation images"):
+        check_held_out(run, load_dataset(run.dataset, val_fraction=0.2, seed=0))
+    check_held_out(SimpleNamespace(**{**vars(run), "val_fraction": 0.1}), load_dataset(run.dataset, seed=0))
+    run = SimpleNamespace(weights=str(own.path), dataset=str(tmp_path / "with_val.npz"), val_fraction=0.2, model="mlp")
+    check_held_out(run, load_dataset(run.dataset, val_fraction=0.2, seed=0))  # its own x_val: nothing carved
 
 
 @pytest.mark.parametrize("value, needle", [("nan", "val_fraction=nan must be a finite number in (0, 0.5)"),
@@ -295,12 +330,12 @@ def test_pretrain_val_fraction_holds_out_a_runs_split(tmp_path, capsys):
     cache = tmp_path / "cache"
     assert main(["pretrain", "--model", "mlp", "--dataset", "digits", "--epochs", "1", "--seed", "3",
                  "--val-fraction", "0.2", "--cache-dir", str(cache)]) == 0
-    (path,) = cache.glob("mlp-digits-seed3-epochs1-val0.2-*.pt")
+    (path,) = cache.glob("mlp-digits-seed3-split0-epochs1-val0.2-*.pt")
     meta = torch.load(path, weights_only=True)["meta"]
     assert (meta["seed"], meta["split_seed"], meta["val_fraction"]) == (3, 0, 0.2)
     for fraction in (0.2, 0.1):  # the run's own split, and one nested in it
         check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=fraction),
                        load_dataset("digits", val_fraction=fraction, seed=0))
     with pytest.raises(ValueError, match="on 143 of the 431 validation images"):
-        check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=0.3),
+        check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=0.3, model="mlp"),
                        load_dataset("digits", val_fraction=0.3, seed=0))

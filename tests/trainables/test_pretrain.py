@@ -18,7 +18,7 @@ def quiet(_line):
 def test_pretrain_writes_then_reuses_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("EVO_CACHE_DIR", str(tmp_path))
     first = pretrain("mlp", "digits", epochs=4, seed=1, device="cpu", log=quiet)
-    assert not first.cached and first.path == tmp_path / f"mlp-digits-seed1-epochs4-val0.1-r{recipe_key(RECIPES['mlp'])}.pt" and first.path.is_file()
+    assert not first.cached and first.path == tmp_path / f"mlp-digits-seed1-split0-epochs4-val0.1-r{recipe_key(RECIPES['mlp'])}.pt" and first.path.is_file()
     assert (first.model_name, first.dataset_name, first.epochs, first.seed) == ("mlp", "digits", 4, 1)
     assert first.val_accuracy > 0.8 and first.test_accuracy > 0.8
     assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # no temporary file left behind
@@ -43,24 +43,17 @@ def test_pretrain_writes_then_reuses_checkpoint(tmp_path, monkeypatch):
     assert evaluate(model, splits.val_x, splits.val_y)["accuracy"] == pytest.approx(first.val_accuracy)
 
 
-def test_a_cached_checkpoint_that_held_out_another_split_is_trained_anew(tmp_path):
-    """An older evo carved the validation split with the pretraining seed: its seed-1 checkpoint
-    trained on images that runs validate on, so it is not taken from the cache."""
-    first = pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=quiet)
-    payload = torch.load(first.path, weights_only=True)
-    del payload["meta"]["split_seed"]  # as an older evo wrote it: the split was its seed's
-    torch.save(payload, first.path)
-    lines = []
-    again = pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=lines.append)
-    assert not again.cached and "held out the validation split of seed 1" in lines[0] and "training anew" in lines[0]
-    assert torch.load(first.path, weights_only=True)["meta"]["split_seed"] == 0
-    assert pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=quiet).cached
-    # a seed-0 checkpoint of an older evo held out the very split: it stays cached
-    zero = pretrain("mlp", "digits", epochs=2, seed=0, cache_dir=tmp_path, log=quiet)
-    payload = torch.load(zero.path, weights_only=True)
-    del payload["meta"]["split_seed"]
-    torch.save(payload, zero.path)
-    assert pretrain("mlp", "digits", epochs=2, seed=0, cache_dir=tmp_path, log=quiet).cached
+def test_an_older_evos_checkpoint_of_another_seed_is_never_taken(tmp_path):
+    """An older evo carved the validation split with the pretraining seed and named the file
+    ``seed1-...``: that model trained on images runs validate on, so it is left alone and never
+    taken; seed 0's name, whose split was the runs' split all along, is unchanged."""
+    older = tmp_path / f"mlp-digits-seed1-epochs2-val0.1-r{recipe_key(RECIPES['mlp'])}.pt"
+    older.write_bytes(b"an older evo's checkpoint")
+    result = pretrain("mlp", "digits", epochs=2, seed=1, cache_dir=tmp_path, log=quiet)
+    assert not result.cached and result.path.name == older.name.replace("seed1-", "seed1-split0-")
+    assert older.read_bytes() == b"an older evo's checkpoint"
+    assert checkpoint_path("mlp", "digits", seed=0, epochs=2, cache_dir=tmp_path).name == \
+        f"mlp-digits-seed0-epochs2-val0.1-r{recipe_key(RECIPES['mlp'])}.pt"
 
 
 def test_cache_key_separates_seed_and_epochs(tmp_path):
