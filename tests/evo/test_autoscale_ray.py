@@ -23,10 +23,12 @@ def test_a_node_that_joins_mid_search_runs_trials(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # room for one trial
     ray.init(address=cluster.address, logging_level="WARNING")
     try:
-        # 16 trials of ~2-3 s: a node takes seconds to start and its worker to import torch, and
-        # the search must still have trials to give it then (here the first trial on the new node
-        # began ~0.5 s after the join; 4 generations leave ~12 trials after it)
-        cfg = SearchConfig(**{**SMALL_SEARCH, "generations": 4, "fine_tune_steps": 1200}, max_concurrent=2,
+        # 16 trials of ~3 s on a quiet 2-core machine: a node takes seconds to start and its worker
+        # to import torch, and the search must still have trials to give it then (here the first
+        # trial on the new node began ~3 s after the join; 4 generations leave ~12 trials after it).
+        # 1200 steps (~1 s a trial on this machine in 2026-12) let the head finish all 16 before the
+        # new node ran one, and the test failed on a machine that had grown faster.
+        cfg = SearchConfig(**{**SMALL_SEARCH, "generations": 4, "fine_tune_steps": 3600}, max_concurrent=2,
                            address=cluster.address, storage=str(tmp_path), name="joined")
         lines: list[str] = []
         outcome: dict = {}
