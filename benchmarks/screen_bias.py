@@ -51,19 +51,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_policies(run: Path, top: int):
-    """(the run's ``top`` most accurate screened search genomes, best first; its best uniform
-    genome; genome -> the run's own screened validation accuracy)."""
+    """(the run's ``top`` most accurate screened search genomes at its top rung, best first
+    (``rank_fidelity.top_screened``); its best uniform genome; genome -> the run's own screened
+    validation accuracy at the top rung's steps)."""
     import pandas as pd
 
+    from evo.core.genome import genome_from_key
+    from rank_fidelity import top_screened
+
     trials = pd.read_parquet(run / "trials.parquet")
-    trials["g"] = trials.genome.map(lambda genome: tuple(int(x) for x in genome))
+    try:
+        keys = top_screened(trials, top)
+    except ValueError as err:
+        raise SystemExit(f"screen_bias: {run}: {err.args[0].replace('--noise-top', '--top')}")
     ok = trials[trials.status == "ok"]
-    search = ok[ok.phase == "search"].sort_values("accuracy", ascending=False)
-    uniform = ok[(ok.phase == "final") & ok.label.fillna("").str.endswith("best uniform")].g
+    uniform = ok[(ok.phase == "final") & ok.label.fillna("").str.endswith("best uniform")].genome_key
     if uniform.empty:
         raise SystemExit(f"screen_bias: {run} has no final 'best uniform' policy (no uniform policy fits its budget?)")
-    screened = ok[ok.phase.isin(["search", "uniform"])].groupby("g").accuracy.max()
-    return list(dict.fromkeys(search.g))[:top], uniform.iloc[0], screened
+    screens = ok[ok.phase.isin(["search", "uniform"])]
+    screens = screens[screens.steps == screens[screens.phase == "search"].steps.max()]
+    screened = screens.groupby("genome_key").accuracy.max()
+    genome = {key: genome_from_key(key) for key in [*keys, uniform.iloc[0]]}
+    return [genome[key] for key in keys], genome[uniform.iloc[0]], {genome[k]: screened[k] for k in genome}
 
 
 def main(argv=None) -> int:

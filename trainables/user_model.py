@@ -179,7 +179,15 @@ def model_source_hash(reference: dict) -> str:
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state_dict checkpoint (or a dict holding one under "state_dict") into ``model``
-    with ``torch.load(weights_only=True)``, which cannot run code; mismatches are named."""
+    (``read_weights`` then ``fit_weights``)."""
+    return fit_weights(model, read_weights(path)[0], path)
+
+
+def read_weights(path: str | Path) -> tuple[dict, dict | None]:
+    """(state_dict, meta) of a checkpoint read with ``torch.load(weights_only=True)``, which cannot
+    run code: a plain state_dict, or a dict holding one under "state_dict"; ``meta`` is what an evo
+    checkpoint (trainables.pretrain) carries beside it (how it was pretrained: dataset, seed,
+    validation split), None for any other file. What is wrong with the file is named."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"--weights {str(path)!r} does not exist")
@@ -187,25 +195,20 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError (not a zip/pickle), ...
         raise ValueError(f"--weights {str(path)!r} is not a weights-only torch checkpoint ({err})") from None
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise ValueError(f"--weights {str(path)!r} holds no state_dict (a dict of tensors, or a dict with one "
                          "under 'state_dict')")
-    _check_state_dict(model.state_dict(), checkpoint, path)
-    model.load_state_dict(checkpoint)
+    return checkpoint, meta if isinstance(meta, dict) else None
+
+
+def fit_weights(model: nn.Module, state_dict: dict, path: str | Path) -> nn.Module:
+    """``state_dict`` (read from ``path``) loaded into ``model``; mismatches are named."""
+    _check_state_dict(model.state_dict(), state_dict, Path(path).expanduser())
+    model.load_state_dict(state_dict)
     return model
-
-
-def weights_meta(path: str | Path) -> dict | None:
-    """The ``meta`` an evo checkpoint (trainables.pretrain) carries beside its state_dict: how it
-    was pretrained (dataset, seed, validation split); None for a plain state_dict or any other file."""
-    try:
-        checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
-    except Exception:  # load_weights names what is wrong with the file
-        return None
-    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
-    return meta if isinstance(meta, dict) else None
 
 
 def _check_state_dict(expected: dict, found: dict, path: Path) -> None:

@@ -161,29 +161,29 @@ def base_model(cfg, inputs: Inputs, *, saved: dict | None = None, log: Callable 
                          "cached" if base.cached else "pretrained", base.epochs)
     from trainables.data import to_tensors
     from trainables.train import evaluate
-    from trainables.user_model import load_weights
+    from trainables.user_model import fit_weights, read_weights
 
-    model = load_weights(inputs.model, cfg.weights)
-    check_held_out(cfg, inputs.splits, resumed_log=None if saved is None else log)
+    state_dict, meta = read_weights(cfg.weights)
+    model = fit_weights(inputs.model, state_dict, cfg.weights)
+    check_held_out(cfg, meta, inputs.splits, resumed_log=None if saved is None else log)
     tensors = to_tensors(inputs.splits)
     val, test = (evaluate(model, x, y) for x, y in ((tensors.val_x, tensors.val_y), (tensors.test_x, tensors.test_y)))
     return BaseModel({k: v.detach().clone() for k, v in model.state_dict().items()}, val["accuracy"],
                      test["accuracy"], cfg.weights)
 
 
-def check_held_out(cfg, splits, *, resumed_log: Callable | None = None) -> None:
+def check_held_out(cfg, meta: dict | None, splits, *, resumed_log: Callable | None = None) -> None:
     """Refuse ``cfg.weights`` that evo pretrained on images this run validates on: an evo
-    checkpoint (its ``meta``) of the same data (``trainables.pretrain.data_key``) that held out
-    another split (an older evo's, of another seed) or a smaller one (``val_fraction``), where the
-    run carves its validation split from the training examples. Selecting policies on images the
+    checkpoint (``meta``, as ``trainables.user_model.read_weights`` returns it) of the same data
+    (``trainables.pretrain.data_key``) that held out another split (an older evo's, of another
+    seed) or a smaller one (``val_fraction``), where the run carves its validation split from the
+    training examples. Selecting policies on images the
     base model trained on would reward its memory. A plain state_dict says nothing of its data and
     passes. On a resumed run (``resumed_log``, also `evo export`) the choice was made when it
     started, so it is logged as a warning instead."""
     from trainables.data import trained_on_validation
     from trainables.pretrain import data_key
-    from trainables.user_model import weights_meta
 
-    meta = weights_meta(cfg.weights)
     if meta is None or not splits.carved:
         return
     same_data = meta["data_key"] == data_key(cfg.dataset) if "data_key" in meta \

@@ -234,6 +234,14 @@ def test_every_config_the_study_script_names_exists_and_is_a_valid_search():
         assert changed == {k for k, v in settings.items() if v != default[k]} and changed, (relative, changed)
 
 
+def held_out(cfg, splits, **kwargs):
+    """``check_held_out`` on ``cfg.weights`` as the run reads them (its meta from ``read_weights``)."""
+    from evo.runs.prepare import check_held_out
+    from trainables.user_model import read_weights
+
+    return check_held_out(cfg, read_weights(cfg.weights)[1], splits, **kwargs)
+
+
 def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray(tmp_path, storage, capsys):
     """An evo checkpoint that trained on images the run validates on (it held out a smaller split,
     or an older evo's split of another seed) is refused before Ray starts, naming how many; one that
@@ -243,7 +251,6 @@ def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray
     import ray
     import torch
 
-    from evo.runs.prepare import check_held_out
     from trainables.data import load_dataset
     from trainables.pretrain import pretrain
 
@@ -270,11 +277,11 @@ def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray
     plain = tmp_path / "plain.pt"
     torch.save(payload["state_dict"], plain)
     for weights in (base.path, plain):  # the run's own split held out; a state_dict with no word of its data
-        check_held_out(SimpleNamespace(weights=str(weights), dataset="digits", val_fraction=0.1), splits)
+        held_out(SimpleNamespace(weights=str(weights), dataset="digits", val_fraction=0.1), splits)
     # a run that started with such weights (--resume, evo export) goes on, warned
     lines = []
-    check_held_out(SimpleNamespace(weights=str(older), dataset="digits", val_fraction=0.1, model="mlp"), splits,
-                   resumed_log=lines.append)
+    held_out(SimpleNamespace(weights=str(older), dataset="digits", val_fraction=0.1, model="mlp"), splits,
+             resumed_log=lines.append)
     assert len(lines) == 1 and lines[0].startswith("warning: --weights") and "this run started with it" in lines[0]
 
 
@@ -285,7 +292,6 @@ def test_weights_guard_on_a_users_npz_follows_its_data_and_its_own_validation_sp
 
     import numpy as np
 
-    from evo.runs.prepare import check_held_out
     from trainables.data import load_dataset
     from trainables.pretrain import pretrain
 
@@ -300,10 +306,10 @@ def test_weights_guard_on_a_users_npz_follows_its_data_and_its_own_validation_sp
     own = pretrain("mlp", "with_val.npz", epochs=1, cache_dir=cache, log=lambda _: None)
     run = SimpleNamespace(weights=str(carved.path), dataset=str(tmp_path / "data.npz"), val_fraction=0.2, model="mlp")
     with pytest.raises(ValueError, match="evo pretrained that base model on 40 of the 80 validation images"):
-        check_held_out(run, load_dataset(run.dataset, val_fraction=0.2, seed=0))
-    check_held_out(SimpleNamespace(**{**vars(run), "val_fraction": 0.1}), load_dataset(run.dataset, seed=0))
+        held_out(run, load_dataset(run.dataset, val_fraction=0.2, seed=0))
+    held_out(SimpleNamespace(**{**vars(run), "val_fraction": 0.1}), load_dataset(run.dataset, seed=0))
     run = SimpleNamespace(weights=str(own.path), dataset=str(tmp_path / "with_val.npz"), val_fraction=0.2, model="mlp")
-    check_held_out(run, load_dataset(run.dataset, val_fraction=0.2, seed=0))  # its own x_val: nothing carved
+    held_out(run, load_dataset(run.dataset, val_fraction=0.2, seed=0))  # its own x_val: nothing carved
 
 
 @pytest.mark.parametrize("value, needle", [("nan", "val_fraction=nan must be a finite number in (0, 0.5)"),
@@ -324,7 +330,6 @@ def test_pretrain_val_fraction_holds_out_a_runs_split(tmp_path, capsys):
 
     import torch
 
-    from evo.runs.prepare import check_held_out
     from trainables.data import load_dataset
 
     cache = tmp_path / "cache"
@@ -334,8 +339,8 @@ def test_pretrain_val_fraction_holds_out_a_runs_split(tmp_path, capsys):
     meta = torch.load(path, weights_only=True)["meta"]
     assert (meta["seed"], meta["split_seed"], meta["val_fraction"]) == (3, 0, 0.2)
     for fraction in (0.2, 0.1):  # the run's own split, and one nested in it
-        check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=fraction),
-                       load_dataset("digits", val_fraction=fraction, seed=0))
+        held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=fraction),
+                 load_dataset("digits", val_fraction=fraction, seed=0))
     with pytest.raises(ValueError, match="on 143 of the 431 validation images"):
-        check_held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=0.3, model="mlp"),
-                       load_dataset("digits", val_fraction=0.3, seed=0))
+        held_out(SimpleNamespace(weights=str(path), dataset="digits", val_fraction=0.3, model="mlp"),
+                 load_dataset("digits", val_fraction=0.3, seed=0))
