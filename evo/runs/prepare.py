@@ -204,9 +204,23 @@ def check_held_out(cfg, meta: dict | None, splits, *, resumed_log: Callable | No
         resumed_log(f"warning: {problem}; this run started with it, so it goes on")
         return
     raise ValueError(f"{problem}. Leave out --weights (the run then pretrains a base model that holds out its split, "
-                     f"or takes one from the cache), or pretrain one with `evo pretrain --model {cfg.model} --dataset "
-                     f"{cfg.dataset} --val-fraction {cfg.val_fraction:g}` (any --seed) and pass the checkpoint it "
-                     "prints as --weights")
+                     f"or takes one from the cache), or pretrain one with `{pretrain_command(cfg)}` (any --seed) "
+                     "and pass the checkpoint it prints as --weights")
+
+
+def pretrain_command(cfg) -> str:
+    """The `evo pretrain` command line that makes ``cfg``'s base model (its model, model_args, data,
+    data folder and validation share), quoted for a POSIX shell."""
+    import json
+    import shlex
+
+    words = ["evo", "pretrain", "--model", cfg.model]
+    if getattr(cfg, "model_args", None):
+        words += ["--model-args", json.dumps(cfg.model_args)]
+    words += ["--dataset", cfg.dataset]
+    if getattr(cfg, "data_dir", None):
+        words += ["--data-dir", cfg.data_dir]
+    return shlex.join(words + ["--val-fraction", f"{cfg.val_fraction:g}"])
 
 
 def prepare(cfg: SearchConfig, *, resume: bool = False, log: Callable = print) -> Prepared:

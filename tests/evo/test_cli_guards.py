@@ -285,6 +285,28 @@ def test_weights_pretrained_on_the_runs_validation_images_are_refused_before_ray
     assert len(lines) == 1 and lines[0].startswith("warning: --weights") and "this run started with it" in lines[0]
 
 
+def test_the_refusals_pretrain_hint_remakes_the_runs_base_model():
+    """The `evo pretrain` line the refusal suggests parses, with evo's own parser, to the run's model,
+    model arguments, data, data folder and validation share, quoted where a path has spaces."""
+    import shlex
+    from types import SimpleNamespace
+
+    from evo.cli import build_parser
+    from evo.cli.args import model_args_of
+    from evo.runs.prepare import pretrain_command
+
+    cfg = SimpleNamespace(model="my models/net.py:build", model_args={"width": 2, "act": "relu"},
+                          dataset="data/my set.npz", data_dir="/data/fashion mnist", val_fraction=0.2)
+    words = shlex.split(pretrain_command(cfg))
+    assert words[:2] == ["evo", "pretrain"], words
+    args = build_parser().parse_args(words[1:])
+    assert (args.model, args.dataset, args.data_dir, args.val_fraction) == \
+        (cfg.model, cfg.dataset, cfg.data_dir, cfg.val_fraction), args
+    assert model_args_of(args) == cfg.model_args, args.model_args
+    plain = SimpleNamespace(model="lenet5", model_args=None, dataset="fashion-mnist", data_dir=None, val_fraction=0.1)
+    assert pretrain_command(plain) == "evo pretrain --model lenet5 --dataset fashion-mnist --val-fraction 0.1"
+
+
 def test_weights_guard_on_a_users_npz_follows_its_data_and_its_own_validation_split(tmp_path, monkeypatch):
     """On a user's npz the guard knows the data by its content (another path to the same file is the
     same data) and stands aside when the npz brings its own x_val (no split is carved)."""
