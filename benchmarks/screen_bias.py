@@ -1,9 +1,9 @@
 """Does the search's short screen rate its best policies fairly against the best uniform one?
 
 For each `evo search` run given: its --top K most accurate screened search policies and its best
-uniform policy (the one its final phase trained as "best uniform"), each screened again
-(--screen-steps, the run's by default) on --seeds fresh fine-tune seeds and fine-tuned in full
-(--final-steps) on one more fresh seed; their validation accuracies are printed per policy, and
+uniform policy (of its final phase's uniform reference, the best by mean validation accuracy),
+each screened again (--screen-steps, the run's by default) on --seeds fresh fine-tune seeds and
+fine-tuned in full (--final-steps) on one more fresh seed; their validation accuracies are printed per policy, and
 then, over all runs, the mean gain from screen to final of the evolved policies and of the uniform
 ones. A larger gain for the uniform policy means the screen under-rates it against the evolved
 ones by the difference: where the search's screened lead is smaller, its final phase can reverse
@@ -57,6 +57,7 @@ def run_policies(run: Path, top: int):
     import pandas as pd
 
     from evo.core.genome import genome_from_key
+    from evo.runs.summary import average_repeats, best_uniform_row
     from rank_fidelity import top_screened
 
     trials = pd.read_parquet(run / "trials.parquet")
@@ -65,14 +66,15 @@ def run_policies(run: Path, top: int):
     except ValueError as err:
         raise SystemExit(f"screen_bias: {run}: {err.args[0].replace('--noise-top', '--top')}")
     ok = trials[trials.status == "ok"]
-    uniform = ok[(ok.phase == "final") & ok.label.fillna("").str.endswith("best uniform")].genome_key
-    if uniform.empty:
-        raise SystemExit(f"screen_bias: {run} has no final 'best uniform' policy (no uniform policy fits its budget?)")
+    best = best_uniform_row(average_repeats(ok[ok.phase == "final"].to_dict("records")))
+    if best is None:
+        raise SystemExit(f"screen_bias: {run} has no final uniform reference (no uniform policy fits its budget?)")
+    uniform = best["genome_key"]
     screens = ok[ok.phase.isin(["search", "uniform"])]
     screens = screens[screens.steps == screens[screens.phase == "search"].steps.max()]
     screened = screens.groupby("genome_key").accuracy.max()
-    genome = {key: genome_from_key(key) for key in [*keys, uniform.iloc[0]]}
-    return [genome[key] for key in keys], genome[uniform.iloc[0]], {genome[k]: screened[k] for k in genome}
+    genome = {key: genome_from_key(key) for key in [*keys, uniform]}
+    return [genome[key] for key in keys], genome[uniform], {genome[k]: screened[k] for k in genome}
 
 
 def main(argv=None) -> int:

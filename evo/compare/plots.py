@@ -9,6 +9,7 @@ import pandas as pd
 
 from evo.compare.tables import METHOD_ORDER, SEARCH_METHODS, budget_key, top_fidelity
 from evo.runs.folder import name_recipes
+from evo.runs.summary import is_reference_only
 
 
 def _figure(panels: int):
@@ -39,7 +40,7 @@ def final_points(runs) -> pd.DataFrame:
     for run in runs:
         t = run.trials
         t = t[(t.phase == "final") & (t.status == "ok") & (t.violation.fillna(1) <= 0)
-              & (t.label.fillna("") != "best uniform")]
+              & ~t.label.map(is_reference_only)]
         keys = [budget_key(budget, limit) for budget, limit in zip(t.budget, t["limit"])]
         frames.append(t.assign(method=run.label, budget_key=keys))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

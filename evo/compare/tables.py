@@ -3,8 +3,9 @@
 Per run, budget and seed, the reported policy is the final (fine-tuned, test-evaluated) policy
 within the budget with the best *validation* accuracy: the test split never chooses. Seeds of
 one method and budget give mean and sample standard deviation (n - 1). evo's run folders also
-hold an in-run uniform reference (phase "uniform" and the "best uniform" final row); it is left
-out of evo's rows, since `evo baseline uniform` measures that baseline on its own.
+hold an in-run uniform reference (phase "uniform" and the final rows labelled "uniform reference",
+or "best uniform" before final_uniform: ``evo.runs.summary.is_reference_only``); it is left out
+of evo's rows, since `evo baseline uniform` measures that baseline on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import pandas as pd
 
 from evo.runs.folder import name_recipes
-from evo.runs.summary import best_final
+from evo.runs.summary import best_final, is_reference_only
 from hardware.budget import parse_budget
 
 SEARCH_METHODS = ("evo", "random", "optuna")  # methods with a hypervolume-vs-trials curve
@@ -93,7 +94,7 @@ def per_seed_results(runs) -> pd.DataFrame:
     name_recipes(runs)
     rows = []
     for run in runs:
-        trials = run.trials[(run.trials.phase != "uniform") & (run.trials.label.fillna("") != "best uniform")]
+        trials = run.trials[(run.trials.phase != "uniform") & ~run.trials.label.map(is_reference_only)]
         for (budget, seed), group in trials[trials.phase != "epoch"].groupby(["budget", "seed"]):
             limit, search = group["limit"].dropna(), group[group.phase == "search"]
             rows.append({

@@ -71,8 +71,8 @@ def initial_genomes(space: SearchSpace, cost_fn: CostFn, limit: float, size: int
     * uniform genomes, at most ``uniform_slots(size)``: ``uniforms`` as given (the search passes
       ``uniform_picks`` by the sensitivity's predicted distortion), or else the least-pruned ones
       within ``limit`` spread along the cost axis (``uniform_picks`` without a rank); the uniform
-      genomes left out are screened after the search for the best-uniform reference,
-      ``evo.methods.evolve.best_uniform``;
+      genomes left out are screened after the search for the uniform reference,
+      ``evo.methods.evolve.best_uniforms``;
     * the sensitivity-guided genomes (``evo.core.sensitivity.guided_genomes``), never repaired:
       the first ``GUIDED_SHARE`` of the population of them, in the order given;
     * repaired random genomes, each repaired to a budget fraction spread evenly over

@@ -25,14 +25,14 @@ class Evolve(PolicyMethod):
         population = self._search(session, sensitivity)
         evaluated = [(tuple(r["genome"]), r["accuracy"], r["cost"], r["violation"], r["generation"])
                      for r in top_rung(population) if not r["failed"]]
-        uniform = best_uniform(session, population)
+        uniforms = best_uniforms(session, population, prep.cfg.final_uniform)
         refine = None
         if prep.cfg.final_fill and sensitivity() is not None:
             from evo.core.sensitivity import filled_genome
 
             def refine(genome: tuple) -> tuple:
                 return filled_genome(genome, prep.space, prep.cost_fn, prep.limit, sensitivity())
-        return Screened(evaluated=evaluated, extra_finals=[("best uniform", uniform)] if uniform else [],
+        return Screened(evaluated=evaluated, extra_finals=[("uniform reference", g) for g in uniforms],
                         generations=list(population.generation_stats), refine=refine)
 
     def table(self, session: Session, finals: list[dict]) -> str:
@@ -240,14 +240,16 @@ def _accuracy_and_failed(result: dict) -> tuple[float | None, bool]:
     return (None if read.failed else read.accuracy), read.failed
 
 
-def best_uniform(session: Session, population) -> tuple | None:
-    """The best uniform policy within budget by validation accuracy, each fine-tuned as one search
-    trial. Generation 0 evaluates its share of them (``uniform_policies``); the rest, and any a
-    resumed run's search did not evaluate, are screened here."""
+def best_uniforms(session: Session, population, count: int) -> list[tuple]:
+    """The ``count`` best uniform policies within budget by screened validation accuracy, best
+    first, each fine-tuned as one search trial (the final phase trains them all and the final table
+    takes the best by its own validation accuracy). Generation 0 evaluates its share of them
+    (``uniform_policies``); the rest, and any a resumed run's search did not evaluate, are screened
+    here."""
     prep, log = session.prep, session.log
     candidates = least_pruned_uniforms(prep.space, prep.cost_fn, prep.limit)
     if not candidates:
-        return None
+        return []
     known = {tuple(r["genome"]): r["accuracy"] for r in top_rung(population) if not r["failed"]}
     if session.resume:  # uniform screens a killed driver finished are not trained again
         known.update(_screened_uniforms(session))
@@ -257,9 +259,8 @@ def best_uniform(session: Session, population) -> tuple | None:
             f"({len(candidates) - len(todo)} were evaluated by the search)")
         rows = run_policy_grid(session, [("uniform screen", g) for g in todo], phase="uniform")
         known.update({tuple(r["genome"]): r["accuracy"] for r in rows if r["status"] == "ok"})
-    scored = [(known[g], g) for g in candidates if g in known]
-    if not scored:
-        return None
-    accuracy, genome = max(scored)
-    log(f"best uniform policy within budget: {genome_key(genome)} (validation accuracy {accuracy:.4f})")
-    return genome
+    scored = sorted(((known[g], g) for g in candidates if g in known), reverse=True)[:count]
+    if scored:
+        log(f"the {len(scored)} best screened uniform policies within budget, fine-tuned in the final phase as "
+            f"the uniform reference: " + ", ".join(f"{genome_key(g)} (validation accuracy {a:.4f})" for a, g in scored))
+    return [genome for _, genome in scored]

@@ -139,6 +139,11 @@ class SearchConfig(RunSettings):
             front get it (beside the best uniform policy).
         final_seeds: how many times each final policy is fine-tuned and tested (seeds seed,
             seed + 1, ...); the final table reports the mean and the spread.
+        final_uniform: evo search only: how many uniform policies, the most accurate screened,
+            get the final fine-tune as the in-run reference; the final table compares the best
+            evolved policy with the one of them of best mean validation accuracy (the screen
+            under-rates uniform policies, so its single pick can be the weaker one after the final).
+            Not counted in the method's compute.
         final_fill: evo search only: each front policy chosen for the final fine-tune is first grown
             to use the budget (``evo.core.sensitivity.filled_genome``: the moves that remove the most
             predicted distortion per unit of cost added, while it fits); needs the sensitivity
@@ -171,6 +176,7 @@ class SearchConfig(RunSettings):
     final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
     final_top: int = 2  # how many Pareto policies (the most accurate) get it, beside the best uniform one
     final_seeds: int = 2  # fine-tunes of each final policy (seed, seed + 1, ...): its mean and spread
+    final_uniform: int = 2  # evo: the most accurate screened uniform policies fine-tuned as the reference
     final_fill: bool = False  # evo: grow each final front policy to the budget before its fine-tune
     surrogate: bool = False  # evo: pre-screen bred children by the refitted sensitivity (evo.core.prescreen)
     scale_lr: float = 0.05  # learned quantizer step sizes (LSQ); 0 keeps the initial MSE grids
@@ -188,7 +194,7 @@ class SearchConfig(RunSettings):
         super().__post_init__()
         check_int("population", self.population, minimum=4)
         check_int("generations", self.generations, minimum=1)
-        for name in ("fine_tune_steps", "final_steps", "final_top", "final_seeds", "batch_size"):
+        for name in ("fine_tune_steps", "final_steps", "final_top", "final_seeds", "final_uniform", "batch_size"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("seed", self.seed, minimum=0)
         check_int("sensitivity_samples", self.sensitivity_samples, minimum=0)

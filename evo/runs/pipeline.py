@@ -28,8 +28,8 @@ TABLES = {"trials.parquet": TRIAL_SCHEMA, "generations.parquet": GENERATION_SCHE
 @dataclass
 class Screened:
     """What a method's screening hands the final step: every screened result as (genome, accuracy,
-    cost, violation[, generation]), extra (label, genome) pairs to fine-tune (evo: the best uniform
-    policy), facts for run.yaml, the generations (evo), final rows a method's own trials
+    cost, violation[, generation]), extra (label, genome) pairs to fine-tune (evo: its uniform
+    reference), facts for run.yaml, the generations (evo), final rows a method's own trials
     already produced (ADMM), and ``refine``: what becomes of each front policy chosen for the
     final fine-tune (evo's ``final_fill``; None keeps it as screened)."""
 

@@ -87,6 +87,8 @@ def test_unknown_yaml_keys_name_them(tmp_path, storage, capsys):
     ({"final_fill": "maybe"}, "final_fill='maybe' must be true or false"),
     ({"final_fill": True, "sensitivity_samples": 0}, "final_fill=True needs the per-layer sensitivity"),
     ({"surrogate": "often"}, "surrogate='often' must be true or false"),
+    ({"final_uniform": 0}, "final_uniform=0 must be an integer >= 1"),
+    ({"final_uniform": 1.5}, "final_uniform=1.5 must be an integer >= 1"),
 ])
 def test_bad_yaml_settings_exit_2_and_write_nothing(setting, needle, tmp_path, storage, capsys):
     import ray

@@ -58,7 +58,9 @@ def test_best_final_is_chosen_by_validation_not_test_and_only_within_budget():
             trial(phase="final", label="pareto", accuracy=0.99, test_accuracy=0.99, violation=0.2, cost=1200.0),
             # evo's in-run uniform reference: neither chosen nor counted
             trial(phase="uniform", label="uniform screen", compute_seconds=50.0),
-            trial(phase="final", label="best uniform", accuracy=0.95, test_accuracy=0.97, compute_seconds=50.0),
+            trial(phase="final", label="uniform reference", accuracy=0.95, test_accuracy=0.97, compute_seconds=50.0),
+            trial(phase="final", label="uniform reference", accuracy=0.96, test_accuracy=0.97, compute_seconds=50.0),
+            trial(phase="final", label="best uniform", accuracy=0.95, test_accuracy=0.97, compute_seconds=50.0),  # older runs
             trial(phase="search", compute_seconds=1.5)]
     table = per_seed_results([run_folder("evo", rows)])
     assert len(table) == 1

@@ -71,7 +71,15 @@ def test_smoke_search_end_to_end(uninterrupted):
     assert (gens.hypervolume.diff().dropna() >= -1e-12).all(), "hypervolume of the archive front fell"
 
     pareto = pd.read_parquet(run / "pareto.parquet")
-    assert {label for labels in pareto.label for label in labels.split(", ")} >= {"pareto", "best uniform"}
+    assert {label for labels in pareto.label for label in labels.split(", ")} >= {"pareto", "uniform reference"}
+    # the uniform reference: the 2 (final_uniform) most accurate screened uniform policies, as its log line says
+    screened = trials[trials.phase.isin(["search", "uniform"]) & (trials.status == "ok")]
+    uniform = screened[[len({tuple(lp.values()) for lp in json.loads(text)["layers"].values()}) == 1
+                        for text in screened.policy]]
+    top2 = set(uniform.sort_values("accuracy", ascending=False).genome_key.iloc[:2])
+    references = pareto[["uniform reference" in labels.split(", ") for labels in pareto.label]]
+    assert set(references.genome_key) == top2 and len(top2) == 2, (references.genome_key, uniform)
+    assert "the 2 best screened uniform policies within budget, fine-tuned in the final phase" in out
     assert pareto.test_accuracy.notna().all()
     # it learned: digits has 10 classes (chance 0.10); the policies within 1/256 of FP32's BOPs
     # keep well over 0.8 after 200 steps

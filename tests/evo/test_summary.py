@@ -108,3 +108,25 @@ def test_the_gap_line_breaks_a_validation_tie_as_best_final_does():
     last = format_final_table(rows, PREP, versus_uniform=True).splitlines()[-1]
     assert best_final(rows)["genome_key"] == "cheap"
     assert last.endswith("+6.00 points of test accuracy"), last  # cheap's 0.90 against 0.84
+
+
+def test_the_uniform_reference_is_its_policy_of_best_mean_validation_not_the_first_or_best_test():
+    def seeded(label, key, repeat, val, test):
+        return {**row(label, val, test), "genome_key": key, "repeat": repeat}
+
+    rows = [seeded("pareto", "a", 0, 0.90, 0.89), seeded("pareto", "a", 1, 0.90, 0.89),
+            # the screen's pick (first): best test, worse mean validation
+            seeded("uniform reference", "u1", 0, 0.88, 0.95), seeded("uniform reference", "u1", 1, 0.86, 0.95),
+            seeded("uniform reference", "u2", 0, 0.88, 0.84), seeded("uniform reference", "u2", 1, 0.88, 0.86)]
+    table = format_final_table(rows, PREP, versus_uniform=True).splitlines()
+    assert sum(line.startswith("uniform reference") for line in table) == 2
+    assert table[-1].startswith("best evolved policy vs best uniform policy") and "+4.00 points" in table[-1], table[-1]
+    # an older run's single "best uniform" row and a reference that is also on the front still count
+    from evo.runs.summary import average_repeats, best_uniform_row, is_reference_only
+
+    older = [row("best uniform", 0.86, 0.84), row("pareto", 0.9, 0.9)]
+    assert best_uniform_row(average_repeats(older))["accuracy"] == 0.86
+    both = [seeded("pareto, uniform reference", "p", 0, 0.9, 0.9), seeded("uniform reference", "u", 0, 0.8, 0.8)]
+    assert best_uniform_row(average_repeats(both))["genome_key"] == "p"
+    assert [is_reference_only(x) for x in ("uniform reference", "best uniform", "pareto, uniform reference",
+                                           "pareto", None)] == [True, True, False, False, False]
