@@ -106,10 +106,12 @@ def search_recipe(config: dict) -> dict:
     the model, data, Ray and folder ones (``RunSettings``), budget, target and seed — though
     ``val_fraction`` counts: it sets which images select the policies (and what the base model
     trains on), so runs on 10 % and on 20 % validation splits are different methods; a setting
-    absent from ``config`` (a run older than it) takes its default."""
+    absent from ``config`` (a run older than it) takes its default. ``final_uniform`` does not
+    count: it sizes evo's in-run uniform reference, which a comparison leaves out."""
     from evo.runs.config import RunSettings, SearchConfig
 
-    skip = ({f.name for f in fields(RunSettings)} - {"val_fraction"}) | {"budget", "target", "seed", "extra"}
+    skip = ({f.name for f in fields(RunSettings)} - {"val_fraction"}) | {"budget", "target", "seed", "extra",
+                                                                         "final_uniform"}
     defaults = SearchConfig()
     recipe = {}
     for f in fields(SearchConfig):
