@@ -4,8 +4,9 @@
 # SEEDS seeds each, at every budget of BUDGETS; then one `evo compare` over all of it.
 #
 # evo, uniform, random and optuna run the embedded default's settings (evo/runs/presets/
-# default.yaml: 10 x 4 generations of 80-step screens, the top 2 and the best uniform policy
-# fine-tuned 500 steps with 2 seeds), so the searches get the same fine-tune samples; `evo compare`
+# default.yaml: 10 x 4 generations of 80-step screens, the top 2 fine-tuned 500 steps with 2 seeds;
+# evo also fine-tunes its in-run uniform reference, 2 uniform policies, which is not counted), so the
+# searches get the same fine-tune samples; `evo compare`
 # counts each method's samples and trial seconds and flags a method that got >10 % more.
 # ADMM runs its own CPU recipe (4 ADMM + 2 fine-tune epochs), one trial per budget x seed; the method
 # admm-equal runs it longer (8 + 4 epochs), at the searches' fine-tune samples; admm-uniform
