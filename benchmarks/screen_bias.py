@@ -3,12 +3,13 @@
 For each `evo search` run given: its --top K most accurate screened search policies and its best
 uniform policy (of its final phase's uniform reference, the best by mean validation accuracy),
 each screened again (--screen-steps, the run's by default) on --seeds fresh fine-tune seeds and
-fine-tuned in full (--final-steps) on one more fresh seed; their validation accuracies are printed per policy, and
-then, over all runs, the mean gain from screen to final of the evolved policies and of the uniform
-ones. A larger gain for the uniform policy means the screen under-rates it against the evolved
-ones by the difference: where the search's screened lead is smaller, its final phase can reverse
-it. Fresh seeds also tell a winner's curse (the run's own screen of its top policies above their
-re-screens) from a bias of the screen's length (both screens alike, the final gains differ).
+fine-tuned in full (--final-steps) on one more fresh seed; their validation accuracies are
+printed per policy, and then, over all runs, the mean gain from screen to final of the evolved
+policies and of the uniform ones. A larger gain for the uniform policy means the screen
+under-rates it against the evolved ones by the difference: where the search's screened lead is
+smaller, its final phase can reverse it. Fresh seeds also tell a winner's curse (the run's own
+screen of its top policies above their re-screens) from a bias of the screen's length (both
+screens alike, the final gains differ).
 
 Every evaluation is the search's own trial (``trainables.policy_trial.evaluate_policy``, through
 benchmarks/rank_fidelity.py's setup), in-process, without Ray; only the validation split is

@@ -136,7 +136,7 @@ class SearchConfig(RunSettings):
         sensitivity_samples: training images generation 0's sensitivity-guided policies are
             measured on (0: none; generation 0 is uniform and random policies only).
         final_steps, final_top: the longer fine-tune of the final policies and how many of the
-            front get it (beside the best uniform policy).
+            front get it (beside evo's uniform reference, final_uniform).
         final_seeds: how many times each final policy is fine-tuned and tested (seeds seed,
             seed + 1, ...); the final table reports the mean and the spread.
         final_uniform: evo search only: how many uniform policies, the most accurate screened,
@@ -174,7 +174,7 @@ class SearchConfig(RunSettings):
     batch_size: int = 128
     lr: float = 0.01
     final_steps: int = 500  # the Pareto policies' longer fine-tune before the test split
-    final_top: int = 2  # how many Pareto policies (the most accurate) get it, beside the best uniform one
+    final_top: int = 2  # how many Pareto policies (the most accurate) get it, beside evo's uniform reference
     final_seeds: int = 2  # fine-tunes of each final policy (seed, seed + 1, ...): its mean and spread
     final_uniform: int = 2  # evo: the most accurate screened uniform policies fine-tuned as the reference
     final_fill: bool = False  # evo: grow each final front policy to the budget before its fine-tune
